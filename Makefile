@@ -1,0 +1,56 @@
+# One entry point for people and CI. Every target builds the venv from the lock first.
+SHELL := /bin/bash
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+export DBT_SEND_ANONYMOUS_USAGE_STATS := false
+export DO_NOT_TRACK := 1
+export GX_ANALYTICS_ENABLED := false
+export EA_DATA_DIR ?= $(CURDIR)/data
+export EA_LANDING_DIR ?= $(EA_DATA_DIR)/landing
+export EA_CONFIG_DIR ?= $(CURDIR)/config
+export DUCKDB_DATABASE ?= $(EA_DATA_DIR)/warehouse.duckdb
+export MLFLOW_TRACKING_URI ?= sqlite:///$(EA_DATA_DIR)/mlflow.db
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: install demo test test-fast lint ui mlflow-ui bench clean
+
+$(STAMP): pyproject.toml requirements.lock
+	@command -v $(PY) >/dev/null || { echo "Python 3.11 is needed: set PY=/path/to/python3.11"; exit 1; }
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==0.13.9
+	$(BIN)/python -m uv pip sync --quiet --python $(BIN)/python --compile-bytecode requirements.lock
+	$(BIN)/python -m uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	@mkdir -p $(DAGSTER_HOME) && cp -n dagster.yaml $(DAGSTER_HOME)/dagster.yaml 2>/dev/null || true
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m orchestration.demo
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/sqlfluff lint dbt_project/models
+
+ui: $(STAMP)
+	$(BIN)/dagster dev -w workspace.yaml -p 3000
+
+mlflow-ui: $(STAMP)
+	$(BIN)/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) -p 5000
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .dagster_home data/landing data/*.duckdb* data/mlflow* data/outbox data/mail dbt_project/target

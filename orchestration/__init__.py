@@ -1,0 +1,1 @@
+"""Dagster wiring for Engagement Alerts: the only package that imports dagster."""

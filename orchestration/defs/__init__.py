@@ -1,0 +1,5 @@
+"""One module per pipeline stage; each exposes `defs`."""
+
+from orchestration.defs import alerts, deliveries, ingest, marts, ml
+
+STAGES = [ingest, marts, ml, alerts, deliveries]

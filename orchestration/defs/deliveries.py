@@ -1,0 +1,5 @@
+"""Dagster definitions for the deliveries stage."""
+
+import dagster as dg
+
+defs = dg.Definitions()

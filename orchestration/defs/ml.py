@@ -1,0 +1,5 @@
+"""Dagster definitions for the ml stage."""
+
+import dagster as dg
+
+defs = dg.Definitions()

@@ -1,0 +1,205 @@
+"""Alert lifecycle: allowed status moves, the audit log, snoozes and SLA escalations."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+
+from alerts.schema import STATUSES, ensure_schema
+
+# Which moves a person or a connector may make; `open` is only ever entered by the engine.
+ALLOWED_MOVES = {
+    "open": {"acknowledged", "resolved", "expired"},
+    "acknowledged": {"resolved", "expired"},
+    "resolved": set(),
+    "expired": set(),
+}
+
+
+class TransitionError(ValueError):
+    """A requested status change that is not allowed (unknown alert, closed alert, bad status)."""
+
+
+def event_id(*parts: object) -> str:
+    """Deterministic id for an audit event, so re-running a step never appends it twice."""
+    digest = hashlib.md5("|".join(str(p) for p in parts).encode()).hexdigest()
+    return "ev_" + digest[:24]
+
+
+def audit(
+    con,
+    alert_id: str,
+    event: str,
+    from_status: str | None,
+    to_status: str | None,
+    actor: str,
+    reason: str | None,
+    at: dt.datetime,
+    details: dict | None = None,
+    key: object = None,
+) -> None:
+    """Append one event to alerts.audit_log (a no-op when the same event was already recorded)."""
+    eid = event_id(alert_id, event, from_status, to_status, at.isoformat(), key)
+    con.execute(
+        """
+        insert into alerts.audit_log
+        select ?, ?, ?, ?, ?, ?, ?, ?, ?, ?
+        where not exists (select 1 from alerts.audit_log where event_id = ?)
+        """,
+        [
+            eid,
+            alert_id,
+            event,
+            from_status,
+            to_status,
+            actor,
+            reason,
+            at,
+            json.dumps(details, default=str) if details else None,
+            _utcnow(),
+            eid,
+        ],
+    )
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def _as_naive_utc(at: dt.datetime | None) -> dt.datetime:
+    if at is None:
+        return _utcnow()
+    if at.tzinfo is not None:
+        return at.astimezone(dt.UTC).replace(tzinfo=None)
+    return at
+
+
+def transition(
+    con,
+    alert_id: str,
+    to_status: str,
+    actor: str,
+    reason: str | None = None,
+    at: dt.datetime | None = None,
+) -> dict:
+    """Move an alert to `to_status` (acknowledged | resolved | expired) and audit the change.
+
+    Idempotent: asking for the status the alert already has is a no-op (nothing is audited twice).
+    Raises TransitionError naming the alert for an unknown alert or a move the lifecycle forbids.
+    Returns {"alert_id", "from_status", "to_status", "changed"}.
+    """
+    if to_status not in STATUSES or to_status == "open":
+        raise TransitionError(
+            f"cannot move alert {alert_id!r} to {to_status!r}: "
+            "allowed targets are 'acknowledged', 'resolved', 'expired'"
+        )
+    if to_status == "resolved" and not (reason and reason.strip()):
+        raise TransitionError(f"resolving alert {alert_id!r} needs a resolution reason")
+    ensure_schema(con)
+    at = _as_naive_utc(at)
+    row = con.execute("select status from alerts.alerts where alert_id = ?", [alert_id]).fetchone()
+    if row is None:
+        raise TransitionError(f"no alert with id {alert_id!r} (see `python -m alerts list`)")
+    current = row[0]
+    if current == to_status:
+        return {
+            "alert_id": alert_id,
+            "from_status": current,
+            "to_status": to_status,
+            "changed": False,
+        }
+    if to_status not in ALLOWED_MOVES[current]:
+        raise TransitionError(
+            f"alert {alert_id!r} is {current!r}; it cannot move to {to_status!r} "
+            f"(allowed from {current!r}: "
+            f"{sorted(ALLOWED_MOVES[current]) or 'nothing, it is closed'})"
+        )
+    con.execute(
+        """
+        update alerts.alerts set
+            status = ?,
+            acknowledged_at = case when ? = 'acknowledged' then ? else acknowledged_at end,
+            resolved_at = case when ? in ('resolved', 'expired') then ? else resolved_at end,
+            resolution_reason = case when ? in ('resolved', 'expired') then ?
+                                     else resolution_reason end,
+            updated_at = ?
+        where alert_id = ?
+        """,
+        [to_status, to_status, at, to_status, at, to_status, reason, at, alert_id],
+    )
+    audit(con, alert_id, to_status, current, to_status, actor, reason, at)
+    return {"alert_id": alert_id, "from_status": current, "to_status": to_status, "changed": True}
+
+
+def snooze(
+    con,
+    alert_id: str,
+    until: dt.date,
+    actor: str,
+    reason: str | None = None,
+    at: dt.datetime | None = None,
+) -> str:
+    """Hide an open alert and suppress new ones for its rule and account until `until`."""
+    ensure_schema(con)
+    at = _as_naive_utc(at)
+    row = con.execute(
+        "select status, rule_id, account_id from alerts.alerts where alert_id = ?", [alert_id]
+    ).fetchone()
+    if row is None:
+        raise TransitionError(f"no alert with id {alert_id!r} (see `python -m alerts list`)")
+    status, rule_id, account_id = row
+    if status not in ("open", "acknowledged"):
+        raise TransitionError(f"alert {alert_id!r} is {status!r}; only open alerts can be snoozed")
+    if until < at.date():
+        raise TransitionError(
+            f"snooze date {until} is in the past; give a date on or after {at:%F}"
+        )
+    sid = event_id(alert_id, "snooze", until.isoformat(), at.isoformat())
+    con.execute(
+        "insert or ignore into alerts.snoozes values (?, ?, ?, ?, ?, ?, ?, ?)",
+        [sid, alert_id, rule_id, account_id, until, actor, reason, at],
+    )
+    con.execute(
+        "update alerts.alerts set snoozed_until = ?, updated_at = ? where alert_id = ?",
+        [until, at, alert_id],
+    )
+    audit(
+        con, alert_id, "snoozed", status, status, actor, reason, at, {"snoozed_until": str(until)}
+    )
+    return sid
+
+
+def escalate_overdue(con, now: dt.datetime, actor: str = "system:sla") -> list[dict]:
+    """Escalate every open (unacknowledged, unsnoozed) alert whose SLA is due at or before `now`.
+
+    Each breach is escalated once: a row in alerts.escalations routed to the escalation address
+    and an `escalated` audit event. Returns the new escalations.
+    """
+    ensure_schema(con)
+    now = _as_naive_utc(now)
+    rows = con.execute(
+        """
+        select alert_id, rule_id, account_id, severity, escalation_email, sla_due_at, status
+        from alerts.alerts
+        where status = 'open' and escalated_at is null and sla_due_at <= ?
+          and (snoozed_until is null or snoozed_until < cast(? as date))
+        order by sla_due_at, alert_id
+        """,
+        [now, now],
+    ).fetchall()
+    out = []
+    for alert_id, rule_id, account_id, severity, to, due, status in rows:
+        esc_id = "es_" + event_id(alert_id, due.isoformat())[3:]
+        reason = f"SLA due {due:%Y-%m-%d %H:%M} UTC passed without acknowledgement"
+        con.execute(
+            "insert or ignore into alerts.escalations values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [esc_id, alert_id, rule_id, account_id, severity, to, due, now, reason],
+        )
+        con.execute(
+            "update alerts.alerts set escalated_at = ?, updated_at = ? where alert_id = ?",
+            [now, now, alert_id],
+        )
+        audit(con, alert_id, "escalated", status, status, actor, reason, now, {"escalated_to": to})
+        out.append({"escalation_id": esc_id, "alert_id": alert_id, "escalated_to": to})
+    return out

@@ -1,1 +1,33 @@
-"""ingest package."""
+"""Ingestion: landed files (events, CRM snapshots, outcomes) into the DuckDB `raw` schema."""
+
+from ingest.common import IngestError, SourceStats, transaction
+from ingest.events import load_events
+from ingest.loader import (
+    LoadStats,
+    check_manifest,
+    find_landing_days,
+    load_landing_day,
+    load_landing_days,
+    manifest_hash,
+)
+from ingest.schema import CANONICAL_EVENTS, REASONS, ensure_raw_schema
+from ingest.snapshots import load_accounts, load_outcomes, load_users
+
+__all__ = [
+    "CANONICAL_EVENTS",
+    "REASONS",
+    "IngestError",
+    "LoadStats",
+    "SourceStats",
+    "check_manifest",
+    "ensure_raw_schema",
+    "find_landing_days",
+    "load_accounts",
+    "load_events",
+    "load_landing_day",
+    "load_landing_days",
+    "load_outcomes",
+    "load_users",
+    "manifest_hash",
+    "transaction",
+]

@@ -1,0 +1,114 @@
+"""Shared pieces of the loaders: errors, per-source statistics, transactions and file reading."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import duckdb
+
+
+class IngestError(RuntimeError):
+    """A landing file or folder cannot be loaded; the message names the file and what to fix."""
+
+
+@dataclass
+class SourceStats:
+    """What one load of one source for one landing day did (mirrors raw.landed_partitions)."""
+
+    source: str
+    landing_date: dt.date
+    files: int = 0
+    bytes_read: int = 0
+    rows_read: int = 0
+    rows_loaded: int = 0
+    rows_quarantined: int = 0
+    quarantined_by_reason: dict[str, int] = field(default_factory=dict)
+    duplicates_dropped: int = 0
+    late_events: int = 0
+    opted_out_dropped: int = 0
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict:
+        out = asdict(self)
+        out["landing_date"] = self.landing_date.isoformat()
+        return out
+
+
+# Connections inside a transaction opened here; DuckDB aborts a transaction on a nested BEGIN,
+# so nesting must be known up front rather than tried.
+_OPEN: set[int] = set()
+
+
+@contextlib.contextmanager
+def transaction(con) -> Iterator[None]:
+    """Run a block atomically; nested use joins the outer transaction."""
+    if id(con) in _OPEN:
+        yield
+        return
+    con.execute("begin transaction")
+    _OPEN.add(id(con))
+    try:
+        yield
+    except BaseException:
+        con.execute("rollback")
+        raise
+    finally:
+        _OPEN.discard(id(con))
+    con.execute("commit")
+
+
+def day_dir(landing_dir: Path, landing_date: dt.date) -> Path:
+    return Path(landing_dir) / landing_date.isoformat()
+
+
+def relative_name(path: Path, landing_dir: Path) -> str:
+    """How a file is named in raw tables: relative to the landing folder when it is inside it."""
+    try:
+        return Path(path).relative_to(landing_dir).as_posix()
+    except ValueError:
+        return Path(path).as_posix()
+
+
+def read_manifest(folder: Path) -> dict:
+    """The folder's `_manifest.json`; a folder without one is still being written."""
+    path = Path(folder) / "_manifest.json"
+    if not path.exists():
+        raise IngestError(
+            f"{folder} has no _manifest.json: the folder is still being written or was not "
+            "produced by a complete export; wait for the manifest or write it last."
+        )
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise IngestError(f"{path} is not valid JSON ({exc}); rewrite the manifest.") from exc
+
+
+def load_lines(con, table: str, path: Path, name: str) -> int:
+    """Append every physical line of a text file (plain or .gz) to `table` with its line number.
+
+    Returns the number of lines read; a file that cannot be decompressed or read fails loudly.
+    """
+    if path.stat().st_size == 0:
+        return 0
+    try:
+        before = con.execute(f"select count(*) from {table}").fetchone()[0]
+        con.execute(
+            f"""
+            insert into {table}
+            select ?, row_number() over (), line
+            from read_csv(?, columns = {{'line': 'VARCHAR'}}, delim = chr(31), quote = '',
+                          escape = '', header = false, auto_detect = false, parallel = false)
+            """,
+            [name, str(path)],
+        )
+        return con.execute(f"select count(*) from {table}").fetchone()[0] - before
+    except duckdb.Error as exc:
+        raise IngestError(
+            f"cannot read {path}: {exc}. The file is corrupt or truncated; re-export it "
+            "(and its manifest) and re-run this landing day."
+        ) from exc

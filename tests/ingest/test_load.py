@@ -1,0 +1,215 @@
+import gzip
+
+import pytest
+
+from ingest import IngestError, ensure_raw_schema, load_landing_day, load_landing_days
+from tests.ingest.conftest import account, d, event, user, write_day
+
+ACCOUNTS = [account("a1"), account("a2"), account("a_noconsent", consent="false")]
+USERS = [user("u1", "a1"), user("u2", "a2"), user("u_out", "a1", opted_out="true"),
+         user("u_nc", "a_noconsent")]  # fmt: skip
+
+
+D1 = "2025-03-04"
+
+
+def first_day(landing, events, **kw):
+    return write_day(landing, "2025-03-04", events=events, accounts=ACCOUNTS, users=USERS, **kw)
+
+
+def quarantine(con, source="events"):
+    return con.execute(
+        "select source_line, reason from raw.quarantine where source = ? order by source_line",
+        [source],
+    ).fetchall()
+
+
+def test_each_bad_line_is_quarantined_with_reason_and_line(landing, con):
+    bad_type = event("m5")
+    bad_type["properties"]["duration_seconds"] = "long"
+    events = [
+        event("m1"),  # 1 good
+        '{"messageId": "m2", "event": ',  # 2 truncated JSON
+        event("m3", name="Document Printed"),  # 3 unknown event
+        event("m4", account_id="a_ghost"),  # 4 unknown account
+        bad_type,  # 5 wrong type
+        event("m6", user_id="u_ghost"),  # 6 unknown user
+        event("m7", ts="2025-03-06T00:00:01Z"),  # 7 more than a day in the future
+        {k: v for k, v in event("m8").items() if k != "groupId"},  # 8 missing field
+        event("m9", name="Session Ended", duration_seconds=-5),  # 9 negative duration
+        event("m10", ts="2025-03-05T23:59:59Z"),  # 10 clock skew within a day: kept
+        "",  # 11 blank line: ignored
+        "[1, 2]",  # 12 not an object
+        event("m13", ts="yesterday"),  # 13 unparseable timestamp
+    ]
+    first_day(landing, events)
+    ensure_raw_schema(con)
+    stats = load_landing_day(con, landing, d("2025-03-04"))
+
+    assert quarantine(con) == [
+        (2, "malformed_json"),
+        (3, "unknown_event"),
+        (4, "unknown_account"),
+        (5, "bad_type"),
+        (6, "unknown_user"),
+        (7, "future_timestamp"),
+        (8, "missing_field"),
+        (9, "bad_value"),
+        (12, "malformed_json"),
+        (13, "bad_type"),
+    ]
+    loaded = con.execute("select message_id from raw.events order by 1").fetchall()
+    assert loaded == [("m1",), ("m10",)]
+    ev = stats.events
+    assert (ev.rows_read, ev.rows_loaded, ev.rows_quarantined) == (12, 2, 10)
+    assert ev.quarantined_by_reason["malformed_json"] == 2
+    src = con.execute(
+        "select source_file, detail from raw.quarantine where source_line = 4"
+    ).fetchone()
+    assert src == ("2025-03-04/events-000.jsonl.gz", "groupId a_ghost is not a known account")
+
+
+def test_opted_out_users_and_non_consenting_accounts_are_dropped_and_counted(landing, con):
+    first_day(landing, [event("m1"), event("m2", user_id="u_out"),
+                        event("m3", user_id="u_nc", account_id="a_noconsent")])  # fmt: skip
+    stats = load_landing_day(con, landing, d("2025-03-04"))
+    assert con.execute("select list(message_id) from raw.events").fetchone()[0] == ["m1"]
+    assert stats.events.opted_out_dropped == 2
+    assert quarantine(con) == []
+    # A later snapshot revoking consent applies from its landing day on.
+    write_day(landing, "2025-03-10", events=[event("m4", ts="2025-03-10T10:00:00Z")],
+              accounts=[account("a1", consent="false")], users=USERS)  # fmt: skip
+    later = load_landing_day(con, landing, d("2025-03-10"))
+    assert later.events.rows_loaded == 0 and later.events.opted_out_dropped == 1
+
+
+def test_duplicates_belong_to_earliest_day_in_any_load_order(landing, con, tmp_path):
+    import duckdb
+
+    first_day(landing, [event("m1"), event("m2"), event("m1")])
+    write_day(landing, "2025-03-05", events=[
+        event("m2", ts="2025-03-04T09:00:00Z"),  # duplicate re-sent next day
+        event("m3", ts="2025-03-02T08:00:00Z"),  # late: keeps its own date
+        event("m4", ts="2025-03-05T08:00:00Z"),
+    ])  # fmt: skip
+    load_landing_days(con, landing)
+    table = "select message_id, landing_date, event_date from raw.events order by 1"
+    forward = con.execute(table).fetchall()
+    assert forward == [
+        ("m1", d("2025-03-04"), d("2025-03-04")),
+        ("m2", d("2025-03-04"), d("2025-03-04")),
+        ("m3", d("2025-03-05"), d("2025-03-02")),
+        ("m4", d("2025-03-05"), d("2025-03-05")),
+    ]
+    parts = "select landing_date, rows_loaded, duplicates_dropped, late_events from " \
+            "raw.landed_partitions where source = 'events' order by 1"  # fmt: skip
+    expected_parts = [(d("2025-03-04"), 2, 1, 0), (d("2025-03-05"), 2, 1, 1)]
+    assert con.execute(parts).fetchall() == expected_parts
+
+    # Reverse order on a fresh database (day 1 needs its snapshot first, so load it, then
+    # day 2, then day 1 again: the re-load must move nothing and duplicate nothing).
+    other = duckdb.connect(str(tmp_path / "other.duckdb"))
+    load_landing_day(other, landing, d("2025-03-04"))
+    load_landing_day(other, landing, d("2025-03-05"))
+    load_landing_day(other, landing, d("2025-03-04"))
+    load_landing_day(other, landing, d("2025-03-05"))
+    assert other.execute(table).fetchall() == forward
+    assert other.execute(parts).fetchall() == expected_parts
+
+
+def test_earlier_day_loaded_later_takes_over_its_message_ids(landing, con):
+    first_day(landing, [event("m0")])
+    write_day(landing, "2025-03-05", events=[event("m1", ts="2025-03-05T01:00:00Z")])
+    write_day(landing, "2025-03-06", events=[event("m1", ts="2025-03-05T01:00:00Z")])
+    for day in ("2025-03-04", "2025-03-06", "2025-03-05"):
+        load_landing_day(con, landing, d(day))
+    rows = con.execute(
+        "select message_id, landing_date from raw.events where message_id = 'm1'"
+    ).fetchall()
+    assert rows == [("m1", d("2025-03-05"))]
+    dup = con.execute(
+        "select rows_loaded, duplicates_dropped from raw.landed_partitions "
+        "where source = 'events' and landing_date = '2025-03-06'"
+    ).fetchone()
+    assert dup == (0, 1)
+
+
+def test_reload_is_idempotent(landing, con):
+    first_day(landing, [event("m1"), "{oops", event("m2")],
+              outcomes=[{"account_id": "a1", "outcome": "renewed",
+                         "effective_date": "2025-03-04", "arr_delta": "0"}])  # fmt: skip
+    tables = ["events", "accounts", "users", "outcomes", "quarantine", "landed_partitions"]
+
+    def snapshot():
+        return {
+            t: con.execute(f"select * exclude ({stamp(t)}) from raw.{t} order by all").fetchall()
+            for t in tables
+        }
+
+    def stamp(t):
+        return {"quarantine": "quarantined_at"}.get(t, "loaded_at")
+
+    load_landing_day(con, landing, d("2025-03-04"))
+    once = snapshot()
+    load_landing_day(con, landing, d("2025-03-04"))
+    assert snapshot() == once
+    assert len(once["events"]) == 2 and len(once["outcomes"]) == 1
+
+
+def test_empty_files_are_fine(landing, con):
+    first_day(landing, [], extra_event_files={"events-001.jsonl.gz": gzip.compress(b""),
+                                              "events-002.jsonl": b""})  # fmt: skip
+    stats = load_landing_day(con, landing, d("2025-03-04"))
+    assert stats.events.files == 3 and stats.events.rows_loaded == 0
+
+
+def test_corrupt_gzip_fails_the_whole_day_naming_the_file(landing, con):
+    good = gzip.compress(b'{"a": 1}\n' * 1000)
+    first_day(landing, [event("m1")], extra_event_files={"events-009.jsonl.gz": good[:60]})
+    with pytest.raises(IngestError, match="events-009.jsonl.gz"):
+        load_landing_day(con, landing, d("2025-03-04"))
+    # Nothing of the day was kept (accounts are loaded first in the same transaction).
+    assert con.execute("select count(*) from raw.accounts").fetchone()[0] == 0
+    assert con.execute("select count(*) from raw.events").fetchone()[0] == 0
+
+
+def test_folder_without_or_disagreeing_with_manifest_is_refused(landing, con):
+    folder = first_day(landing, [event("m1")])
+    (folder / "events-000.jsonl.gz").write_bytes(b"")  # shorter than the manifest says
+    with pytest.raises(IngestError, match="manifest"):
+        load_landing_day(con, landing, d("2025-03-04"))
+    (folder / "_manifest.json").unlink()
+    with pytest.raises(IngestError, match="_manifest.json"):
+        load_landing_day(con, landing, d("2025-03-04"))
+
+
+def test_events_before_any_snapshot_give_a_clear_error(landing, con):
+    write_day(landing, "2025-03-04", events=[event("m1")])
+    with pytest.raises(IngestError, match="no accounts snapshot on or before 2025-03-04"):
+        load_landing_day(con, landing, d("2025-03-04"))
+
+
+def test_bad_snapshot_and_outcome_rows_are_quarantined(landing, con):
+    accounts = ACCOUNTS + [
+        account("a_seats", seats="0"),
+        account("a_arr", arr="lots"),
+        account("", account_name="nameless"),
+        account("a_plan", plan="platinum"),
+        account("a1", account_name="second a1"),
+    ]
+    outcomes = [
+        {"account_id": "a1", "outcome": "churned", "effective_date": D1, "arr_delta": "-1"},
+        {"account_id": "a_x", "outcome": "churned", "effective_date": D1, "arr_delta": "0"},
+        {"account_id": "a2", "outcome": "left", "effective_date": D1, "arr_delta": "0"},
+    ]  # fmt: skip
+    write_day(landing, "2025-03-04", events=[], accounts=accounts, users=USERS, outcomes=outcomes)
+    load_landing_day(con, landing, d("2025-03-04"))
+    assert quarantine(con, "accounts") == [
+        (5, "bad_value"), (6, "bad_type"), (7, "missing_field"), (8, "bad_value"), (9, "bad_value"),
+    ]  # fmt: skip
+    assert quarantine(con, "outcomes") == [(3, "unknown_account"), (4, "bad_value")]
+    row = con.execute(
+        "select seats, arr, tracking_consent, snapshot_date from raw.accounts "
+        "where account_id = 'a1'"
+    ).fetchone()
+    assert row == (10, pytest.approx(12000.50), True, d("2025-03-04"))

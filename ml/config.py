@@ -1,0 +1,122 @@
+"""Settings for training, scoring, anomaly detection and segmentation, passed in by the caller."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How one model (churn or expansion) is trained, split, calibrated and judged.
+
+    `label` is the mart column the model learns. `horizon_days` must match the horizon the label
+    was built with: it is the gap left between train, validation and test so that no training
+    label looks into the evaluation period.
+    """
+
+    model_name: str = "churn"
+    label: str = "label_churn"
+    horizon_days: int = 90
+    # Fractions of the distinct as-of dates (after dropping unobservable rows), oldest first.
+    train_fraction: float = 0.6
+    validation_fraction: float = 0.2
+    min_positives_train: int = 20
+    min_positives_validation: int = 5
+    min_positives_test: int = 5
+    seed: int = 42
+    num_boost_round: int = 400
+    early_stopping_rounds: int = 30
+    learning_rate: float = 0.05
+    num_leaves: int = 15
+    min_data_in_leaf: int = 20
+    feature_fraction: float = 0.9
+    lambda_l2: float = 1.0
+    # "platt" keeps the ranking (and so the drivers) exactly; "isotonic" is more flexible.
+    calibration: str = "platt"
+    # Explicit feature list; None = every numeric column that is not a key, label or score.
+    features: tuple[str, ...] | None = None
+    # Heuristic baseline: 28-day activity fell by more than this share and seat use is below this.
+    baseline_activity: str = "logins"
+    baseline_drop: float = 0.3
+    baseline_utilisation: float = 0.5
+    # Share of the holdout treated as "alerted" for precision/recall/lift and lead time.
+    top_fraction: float = 0.10
+    lead_time_days: int = 30
+    # Promotion: the candidate must beat baseline and champion on this holdout metric.
+    primary_metric: str = "pr_auc"
+    min_margin_over_baseline: float = 0.0
+    min_margin_over_champion: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.calibration not in {"platt", "isotonic"}:
+            raise ValueError(f"calibration must be 'platt' or 'isotonic', got {self.calibration!r}")
+        if not 0 < self.train_fraction < 1 or not 0 < self.validation_fraction < 1:
+            raise ValueError("train_fraction and validation_fraction must be between 0 and 1")
+        if self.train_fraction + self.validation_fraction >= 1:
+            raise ValueError(
+                "train_fraction + validation_fraction must leave room for a test period"
+            )
+
+
+def churn_config(**overrides) -> TrainConfig:
+    """Defaults for the churn model."""
+    return TrainConfig(**{"model_name": "churn", "label": "label_churn", **overrides})
+
+
+def expansion_config(**overrides) -> TrainConfig:
+    """Defaults for the expansion model: the baseline looks for growth at high seat use."""
+    defaults = {
+        "model_name": "expansion",
+        "label": "label_expand",
+        "horizon_days": 90,
+        "baseline_drop": -0.2,
+        "baseline_utilisation": 0.8,
+    }
+    return TrainConfig(**{**defaults, **overrides})
+
+
+@dataclass(frozen=True)
+class InactivityConfig:
+    """Churn defined by silence when no outcome data exists: no activity for `inactive_days`."""
+
+    inactive_days: int = 30
+    horizon_days: int = 90
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    """Probability cut-offs for the bands low < medium < high < very_high."""
+
+    band_thresholds: tuple[float, float, float] = (0.10, 0.25, 0.50)
+
+
+@dataclass(frozen=True)
+class AnomalyConfig:
+    """Robust z-score anomaly settings (same-weekday baseline per account and metric)."""
+
+    metrics: tuple[str, ...] = ("logins", "active_users", "session_minutes", "docs_viewed")
+    baseline_weeks: int = 8
+    min_baseline_points: int = 4
+    z_threshold: float = 3.5
+    high_z: float = 6.0
+    # Floor on the robust scale so that a flat history of zeros does not make any event "infinite".
+    min_scale: float = 1.0
+    lookback_days: int = 28
+    holidays: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SegmentConfig:
+    """KMeans segmentation of accounts on scaled engagement features."""
+
+    n_segments: int = 4
+    seed: int = 42
+    features: tuple[str, ...] = (
+        "logins_28d",
+        "active_users_28d",
+        "session_minutes_28d",
+        "seat_utilisation",
+        "feature_breadth_28d",
+        "docs_viewed_28d",
+        "docs_shared_28d",
+    )

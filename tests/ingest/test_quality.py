@@ -1,0 +1,41 @@
+from ingest import ensure_raw_schema, load_landing_day
+from ingest.quality import check_accounts, check_events
+from tests.ingest.conftest import account, d, event, user, write_day
+
+DAY = d("2025-03-04")
+
+
+def results(rs):
+    return {r.name: r for r in rs}
+
+
+def test_checks_pass_on_a_clean_load_and_fail_on_a_broken_batch(landing, con):
+    write_day(landing, "2025-03-04", events=[event("m1"), event("m2")],
+              accounts=[account("a1")], users=[user("u1", "a1")])  # fmt: skip
+    load_landing_day(con, landing, DAY)
+    clean = results(check_events(con, [DAY]) + check_accounts(con, [DAY]))
+    assert all(r.passed for r in clean.values()), [r for r in clean.values() if not r.passed]
+    assert clean["message_id_unique"].checked_rows == 2
+
+    # A batch written around the loader (as a buggy backfill might) must not pass.
+    ensure_raw_schema(con)
+    con.execute(
+        """
+        insert into raw.events (message_id, account_id, event_name, event_at, event_date,
+                                duration_seconds, landing_date, source_file, source_line, loaded_at)
+        values ('m1', 'a1', 'Document Viewed', '2025-03-04 10:00', '2025-03-04', null,
+                '2025-03-04', 'x', 1, now()),
+               ('m9', 'a1', 'Teleported', '2025-03-09 10:00', '2025-03-09', -3,
+                '2025-03-04', 'x', 2, now())
+        """
+    )
+    con.execute("update raw.accounts set seats = 0")
+    broken = results(check_events(con, [DAY]) + check_accounts(con, [DAY]))
+    failed = {name for name, r in broken.items() if not r.passed}
+    assert failed == {"message_id_unique", "event_at_not_future", "event_name_canonical",
+                      "duration_non_negative", "seats_positive"}  # fmt: skip
+    dup = broken["message_id_unique"]
+    assert dup.blocking and dup.unexpected_count == 2 and dup.examples == ["m1", "m1"]
+    assert broken["event_at_not_future"].blocking
+    assert not broken["event_name_canonical"].blocking
+    assert broken["event_name_canonical"].examples == ["Teleported"]

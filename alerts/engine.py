@@ -1,0 +1,734 @@
+"""Evaluate the rules for one as-of date: hits in set-based SQL, then the alert state machine."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from alerts.lifecycle import escalate_overdue, event_id
+from alerts.rules import Routing, Rule, RuleSet, columns_from_connection, template_env
+from alerts.schema import ensure_schema
+
+ENGINE_ACTOR = "system:alert-engine"
+WHOLE_WAREHOUSE = "*"  # account_id of data freshness alerts, which concern the whole day
+REQUIRED_TABLES = (
+    ("marts", "account_health"),
+    ("marts", "data_freshness"),
+    ("ml", "account_scores"),
+    ("ml", "anomalies"),
+)
+REQUIRED_HEALTH_COLUMNS = (
+    "account_id",
+    "as_of_date",
+    "is_data_complete",
+    "arr",
+    "csm_email",
+    "manager_email",
+)
+SEVERITY_RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3}
+
+
+class EvaluationError(RuntimeError):
+    """The rules cannot be evaluated for this date; the message says what to fix."""
+
+
+@dataclass
+class EvaluationResult:
+    as_of_date: dt.date
+    accounts_evaluated: int = 0
+    accounts_gated: int = 0
+    new_alerts: int = 0
+    continued_alerts: int = 0
+    resolved_alerts: int = 0
+    expired_alerts: int = 0
+    suppressed_cooldown: int = 0
+    suppressed_snooze: int = 0
+    escalations: int = 0
+    budget_overflow: dict[str, int] = field(default_factory=dict)
+    open_by_severity: dict[str, int] = field(default_factory=dict)
+    open_by_type: dict[str, int] = field(default_factory=dict)
+    examples: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def summary(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k not in ("examples", "as_of_date")} | {
+            "as_of_date": str(self.as_of_date)
+        }
+
+
+def alert_id_for(rule_id: str, account_id: str, episode_start: dt.date) -> str:
+    """The deterministic alert id (see docs/contracts.md): rule + account + episode start."""
+    key = f"{rule_id}|{account_id}|{episode_start.isoformat()}"
+    return "al_" + hashlib.md5(key.encode()).hexdigest()[:20]
+
+
+def evaluation_time(as_of: dt.date) -> dt.datetime:
+    """When day D's alerts count as raised: the end of D, when its data is complete (UTC)."""
+    return dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time())
+
+
+def _table_exists(con, schema: str, table: str) -> bool:
+    row = con.execute(
+        "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
+        [schema, table],
+    ).fetchall()[0]
+    return bool(row[0])
+
+
+def check_inputs(con, ruleset: RuleSet) -> None:
+    """Refuse to run when an input table or a column a rule needs is missing."""
+    missing = [f"{s}.{t}" for s, t in REQUIRED_TABLES if not _table_exists(con, s, t)]
+    if missing:
+        raise EvaluationError(
+            f"input tables missing: {', '.join(missing)}; build the marts and ml stages first"
+        )
+    live = columns_from_connection(con)
+    gaps = [c for c in REQUIRED_HEALTH_COLUMNS if c not in live]
+    if gaps:
+        raise EvaluationError(f"marts.account_health lacks required columns {gaps}")
+    problems = []
+    for rule in ruleset.enabled:
+        for col in rule.condition.columns:
+            if col not in live:
+                problems.append(f"rule {rule.id!r} uses {col!r}, not a column of the inputs")
+    if problems:
+        raise EvaluationError(
+            "rules do not match the warehouse (fix config/rules.yml or the mart): "
+            + "; ".join(problems)
+        )
+
+
+def _build_eval_table(con, as_of: dt.date) -> None:
+    has_dim = _table_exists(con, "marts", "dim_accounts")
+    dim_join = (
+        "left join (select account_id, any_value(account_name) as account_name "
+        "from marts.dim_accounts group by account_id) d using (account_id)"
+        if has_dim
+        else ""
+    )
+    name_expr = "coalesce(d.account_name, h.account_id)" if has_dim else "h.account_id"
+    drivers = ", ".join(
+        f"max(driver_{i}) filter (where model_name = '{m}') as _{m}_d{i}, "
+        f"max(driver_{i}_contribution) filter (where model_name = '{m}') as _{m}_c{i}"
+        for m in ("churn", "expansion")
+        for i in (1, 2, 3)
+    )
+    con.execute(
+        f"""
+        create or replace temp table _ea_eval as
+        with health as (
+            select * from marts.account_health where as_of_date = $d
+        ),
+        scores as (
+            select
+                account_id,
+                max(probability) filter (where model_name = 'churn') as churn_probability,
+                max(percentile) filter (where model_name = 'churn') as churn_percentile,
+                max(band) filter (where model_name = 'churn') as churn_band,
+                max(probability) filter (where model_name = 'expansion')
+                    as expansion_probability,
+                max(percentile) filter (where model_name = 'expansion') as expansion_percentile,
+                max(band) filter (where model_name = 'expansion') as expansion_band,
+                {drivers}
+            from ml.account_scores
+            where as_of_date = $d
+            group by account_id
+        ),
+        anomalies as (
+            select
+                account_id,
+                count(*) as anomaly_count,
+                count(*) filter (where robust_z < 0) as anomaly_drop_count,
+                min(robust_z) as anomaly_min_z,
+                max(robust_z) as anomaly_max_z
+            from ml.anomalies
+            where activity_date = $d
+            group by account_id
+        ),
+        freshness as (
+            select coalesce(bool_and(is_landed), false) as day_is_landed
+            from marts.data_freshness
+            where activity_date = $d
+        )
+        select
+            h.* replace (coalesce(h.is_data_complete, false) as is_data_complete),
+            s.* exclude (account_id),
+            coalesce(a.anomaly_count, 0) as anomaly_count,
+            coalesce(a.anomaly_drop_count, 0) as anomaly_drop_count,
+            a.anomaly_min_z,
+            a.anomaly_max_z,
+            f.day_is_landed,
+            coalesce(h.is_data_complete, false) and f.day_is_landed as _gate_ok,
+            {name_expr} as _account_name
+        from health h
+        cross join freshness f
+        left join scores s using (account_id)
+        left join anomalies a using (account_id)
+        {dim_join}
+        """,
+        {"d": as_of},
+    )
+
+
+def _hit_query(rules: list[Rule], gated: bool) -> tuple[str, list]:
+    """One UNION ALL over the rules: which accounts fire, the referenced values, each clause."""
+    parts, params = [], []
+    for rule in rules:
+        c = rule.condition
+        cols = c.columns or ["account_id"]
+        values = ", ".join(f'?, "{col}"' for col in cols)
+        clause_list = ", ".join(f"coalesce({sql}, false)" for _, sql, _, _ in c.clause_sql)
+        parts.append(
+            f"select ? as rule_id, account_id, json_object({values}) as _values, "
+            f"list_value({clause_list}) as _clauses from _ea_eval "
+            f"where {'_gate_ok and ' if gated else ''}coalesce({c.sql}, false)"
+        )
+        params.append(rule.id)
+        params.extend(cols)
+        for _, _, p, _ in c.clause_sql:
+            params.extend(p)
+        params.extend(c.params)
+    return " union all ".join(parts), params
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "n/a"
+        return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.2f}".rstrip("0").rstrip(".")
+    return str(value)
+
+
+def _label(col: str) -> str:
+    return col.replace("_prev_28d", " (previous 28 days)").replace("_", " ")
+
+
+def explain(rule: Rule, values: dict, fired: list[bool]) -> tuple[str, list[dict]]:
+    """Human text and JSON for the clauses that held, with their column values."""
+    clauses = []
+    for (text, _, _, cols), ok in zip(rule.condition.clause_sql, fired, strict=True):
+        vals = {col: values.get(col) for col in cols}
+        clauses.append({"clause": text, "held": bool(ok), "values": vals})
+    shown = [c for c in clauses if c["held"]] or clauses
+    pieces = []
+    for c in shown:
+        vals = c["values"]
+        desc = ", ".join(f"{_label(k)} {_fmt(v)}" for k, v in vals.items())
+        change = ""
+        for k, v in vals.items():
+            is_current = k.endswith("_28d") and not k.endswith("_prev_28d")
+            prev = k[: -len("_28d")] + "_prev_28d" if is_current else None
+            if prev and prev in vals and isinstance(v, int | float) and vals[prev]:
+                change = f", {((v - vals[prev]) / vals[prev]) * 100:+.0f}% vs previous 28 days"
+        pieces.append(f"{c['clause']} ({desc}{change})" if desc else c["clause"])
+    return "; ".join(pieces), clauses
+
+
+def _drivers(row: dict, model: str | None) -> list[dict]:
+    if model is None:
+        return []
+    out = []
+    for i in (1, 2, 3):
+        feature = row.get(f"_{model}_d{i}")
+        if feature is None:
+            continue
+        contrib = row.get(f"_{model}_c{i}")
+        contrib = (
+            None
+            if contrib is None or (isinstance(contrib, float) and math.isnan(contrib))
+            else float(contrib)
+        )
+        sign = "" if contrib is None else f" ({contrib:+.2f})"
+        out.append(
+            {"feature": feature, "contribution": contrib, "label": f"{_label(feature)}{sign}"}
+        )
+    return out
+
+
+def _route(rule: Rule, row: dict, routing: Routing) -> tuple[str, str]:
+    owner, escalation = rule.owner, rule.escalation
+    for route in routing.routes:
+        facts = {
+            "alert_type": rule.alert_type,
+            "severity": rule.severity,
+            "rule_id": rule.id,
+            "segment": row.get("segment"),
+            "plan": row.get("plan"),
+        }
+        if all(facts.get(k) == v for k, v in route["match"].items()):
+            owner = route.get("owner", owner)
+            escalation = route.get("escalation", escalation)
+            break
+
+    def resolve(target: str, fallback: str) -> str:
+        if target == "csm":
+            return row.get("csm_email") or fallback
+        if target == "manager":
+            return row.get("manager_email") or routing.default_escalation
+        if target == "data_team":
+            return routing.data_team
+        return target
+
+    return resolve(owner, routing.unassigned_owner), resolve(escalation, routing.default_escalation)
+
+
+def _clean(v):
+    if isinstance(v, float) and math.isnan(v):
+        return None
+    if isinstance(v, dt.date | dt.datetime):
+        return v.isoformat()
+    return v
+
+
+def evaluate(
+    con,
+    ruleset: RuleSet,
+    routing: Routing,
+    as_of: dt.date,
+    templates_dir: Path,
+) -> EvaluationResult:
+    """Evaluate every enabled rule for `as_of` and update alerts.* in one transaction.
+
+    Idempotent: evaluating the same date again leaves the same rows (ids are deterministic).
+    Refuses a date earlier than the latest evaluated one (that would rewrite history; use backtest).
+    """
+    started = time.perf_counter()
+    ensure_schema(con)
+    check_inputs(con, ruleset)
+    latest = con.execute("select max(as_of_date) from alerts.evaluation_runs").fetchall()[0][0]
+    if latest is not None and as_of < latest:
+        raise EvaluationError(
+            f"alerts are already evaluated up to {latest}; evaluating {as_of} again would rewrite "
+            "later alert history. Use `python -m alerts backtest` to replay past dates."
+        )
+    at = evaluation_time(as_of)
+    env = template_env(templates_dir)
+    result = EvaluationResult(as_of)
+    con.execute("begin transaction")
+    try:
+        _evaluate_in_transaction(con, ruleset, routing, as_of, at, env, result)
+        con.execute("commit")
+    except Exception:
+        con.execute("rollback")
+        raise
+    result.seconds = round(time.perf_counter() - started, 3)
+    con.execute(
+        "insert or replace into alerts.evaluation_runs "
+        "values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            as_of,
+            dt.datetime.now(dt.UTC).replace(tzinfo=None),
+            result.accounts_evaluated,
+            result.accounts_gated,
+            result.new_alerts,
+            result.continued_alerts,
+            result.resolved_alerts,
+            result.expired_alerts,
+            result.suppressed_cooldown,
+            result.suppressed_snooze,
+            result.escalations,
+            sum(result.budget_overflow.values()),
+            result.seconds,
+        ],
+    )
+    return result
+
+
+def _evaluate_in_transaction(con, ruleset, routing, as_of, at, env, result) -> None:
+    _build_eval_table(con, as_of)
+    total, gated = con.execute(
+        "select count(*), count(*) filter (where not _gate_ok) from _ea_eval"
+    ).fetchall()[0]
+    result.accounts_evaluated, result.accounts_gated = total, gated
+    account_rules = [r for r in ruleset.enabled if r.alert_type != "data_freshness"]
+    fresh_rules = [r for r in ruleset.enabled if r.alert_type == "data_freshness"]
+    rows: list[dict] = []
+    if account_rules:
+        sql, params = _hit_query(account_rules, gated=True)
+        cur = con.execute(
+            f"select h.rule_id as _rule_id, h._values, h._clauses, e.* "
+            f"from ({sql}) h join _ea_eval e using (account_id)",
+            params,
+        )
+        names = [d[0] for d in cur.description]
+        rules_by_id = {r.id: r for r in account_rules}
+        for rec in cur.fetchall():
+            row = {k: _clean(v) for k, v in zip(names, rec, strict=True)}
+            rows.append(_render(rules_by_id[row["_rule_id"]], row, ruleset, routing, as_of, env))
+    for rule in fresh_rules:
+        sql, params = _hit_query([rule], gated=False)
+        affected = [r[1] for r in con.execute(sql, params).fetchall()]
+        day_landed = con.execute("select bool_and(day_is_landed) from _ea_eval").fetchall()[0][0]
+        if affected or total == 0:
+            row = {
+                "account_id": WHOLE_WAREHOUSE,
+                "_account_name": "All accounts",
+                "accounts_affected": len(affected) if total else "all",
+                "day_is_landed": bool(day_landed) if total else False,
+                "examples": sorted(affected)[:5],
+                "arr": None,
+                "_values": json.dumps({"accounts_affected": len(affected)}),
+                "_clauses": [],
+            }
+            rows.append(_render(rule, row, ruleset, routing, as_of, env))
+    hits = pd.DataFrame(rows, columns=list(_HIT_COLUMNS))
+    hits = hits.astype({"priority": "float64", "probability": "float64", "arr": "float64"})
+    con.register("_ea_hits_df", hits)
+    con.execute("create or replace temp table _ea_hits as select * from _ea_hits_df")
+    con.unregister("_ea_hits_df")
+    _apply(con, ruleset, routing, as_of, at, result)
+
+
+_HIT_COLUMNS = (
+    "rule_id",
+    "alert_type",
+    "title",
+    "account_id",
+    "account_name",
+    "severity",
+    "priority",
+    "probability",
+    "arr",
+    "owner_email",
+    "escalation_email",
+    "sla_hours",
+    "cooldown_days",
+    "explanation",
+    "explanation_json",
+    "drivers_json",
+    "recommended_action",
+    "recommendation_text",
+    "new_alert_id",
+)
+
+
+def _render(rule: Rule, row: dict, ruleset: RuleSet, routing: Routing, as_of, env) -> dict:
+    values = json.loads(row["_values"]) if row.get("_values") else {}
+    fired = list(row.get("_clauses") or [])
+    if rule.alert_type == "data_freshness":
+        n = row["accounts_affected"]
+        text = f"data not complete for {n} account(s)" + (
+            "" if row["day_is_landed"] else f"; {as_of} has not fully landed"
+        )
+        if row["examples"]:
+            text += f" (e.g. {', '.join(row['examples'])})"
+        clauses = [{"clause": rule.condition.text, "held": True, "values": values}]
+    else:
+        text, clauses = explain(rule, values, fired)
+    drivers = _drivers(row, rule.model)
+    if drivers:
+        text += ". Top drivers: " + ", ".join(d["label"] for d in drivers)
+    probability = row.get(f"{rule.model}_probability") if rule.model else None
+    arr = row.get("arr")
+    factor = 1.0 if rule.model is None else (0.5 if probability is None else float(probability))
+    priority = ruleset.severity_weights[rule.severity] * float(arr or 0.0) * factor
+    owner, escalation = _route(rule, row, routing)
+    context = {
+        "account_id": row["account_id"],
+        "account_name": row.get("_account_name") or row["account_id"],
+        "arr": arr,
+        "probability": probability,
+        "severity": rule.severity,
+        "title": rule.title,
+        "action": rule.action,
+        "drivers": drivers,
+        "values": values,
+        "row": {k: v for k, v in row.items() if not k.startswith("_")},
+        "as_of_date": as_of.isoformat(),
+    }
+    try:
+        recommendation = env.get_template(rule.template).render(**context).strip()
+    except Exception as exc:
+        raise EvaluationError(
+            f"rule {rule.id!r}: recommendation template {rule.template!r} failed for account "
+            f"{row['account_id']}: {exc} (fix the template in config/templates/recommendations/)"
+        ) from exc
+    return {
+        "rule_id": rule.id,
+        "alert_type": rule.alert_type,
+        "title": rule.title,
+        "account_id": row["account_id"],
+        "account_name": context["account_name"],
+        "severity": rule.severity,
+        "priority": round(priority, 2),
+        "probability": probability,
+        "arr": arr,
+        "owner_email": owner,
+        "escalation_email": escalation,
+        "sla_hours": rule.sla_hours,
+        "cooldown_days": rule.cooldown_days,
+        "explanation": text,
+        "explanation_json": json.dumps({"rule_id": rule.id, "clauses": clauses}, default=str),
+        "drivers_json": json.dumps(
+            [{"feature": d["feature"], "contribution": d["contribution"]} for d in drivers]
+        ),
+        "recommended_action": rule.action,
+        "recommendation_text": recommendation,
+        "new_alert_id": alert_id_for(rule.id, row["account_id"], as_of),
+    }
+
+
+def _audit_rows(con, rows: list[tuple], at: dt.datetime) -> None:
+    """Append audit events (alert_id, event, from, to, actor, reason, details) set-wise."""
+    if not rows:
+        return
+    frame = pd.DataFrame(
+        [
+            {
+                "event_id": event_id(a, e, f, t, at.isoformat(), None),
+                "alert_id": a,
+                "event": e,
+                "from_status": f,
+                "to_status": t,
+                "actor": actor,
+                "reason": reason,
+                "event_at": at,
+                "details_json": details,
+            }
+            for a, e, f, t, actor, reason, details in rows
+        ]
+    )
+    con.register("_ea_audit_df", frame)
+    con.execute(
+        """
+        insert into alerts.audit_log
+        select n.event_id, n.alert_id, n.event, n.from_status, n.to_status, n.actor, n.reason,
+               n.event_at, n.details_json, now()::timestamp
+        from _ea_audit_df n
+        where not exists (select 1 from alerts.audit_log l where l.event_id = n.event_id)
+        """
+    )
+    con.unregister("_ea_audit_df")
+
+
+def _close(con, ids_sql: str, params: list, status: str, at, reason_sql: str) -> int:
+    """Close the alerts selected by `ids_sql` (alert_id, status, reason), auditing each."""
+    rows = con.execute(f"select alert_id, status, {reason_sql} from ({ids_sql})", params).fetchall()
+    if not rows:
+        return 0
+    frame = pd.DataFrame(rows, columns=["alert_id", "from_status", "reason"])
+    con.register("_ea_close_df", frame)
+    con.execute(
+        """
+        update alerts.alerts a set status = ?, resolved_at = ?, resolution_reason = c.reason,
+            updated_at = ?
+        from _ea_close_df c where a.alert_id = c.alert_id
+        """,
+        [status, at, at],
+    )
+    con.unregister("_ea_close_df")
+    _audit_rows(con, [(a, status, f, status, ENGINE_ACTOR, r, None) for a, f, r in rows], at)
+    return len(rows)
+
+
+def _apply(con, ruleset: RuleSet, routing: Routing, as_of, at, result: EvaluationResult) -> None:
+    # 1. Hits with an open alert for the same rule and account continue that episode.
+    result.continued_alerts = con.execute(
+        """
+        select count(*) from alerts.alerts a join _ea_hits h using (rule_id, account_id)
+        where a.status in ('open', 'acknowledged') and a.first_raised_on < ?
+        """,
+        [as_of],
+    ).fetchall()[0][0]
+    con.execute(
+        """
+        update alerts.alerts a set
+            last_seen_on = greatest(a.last_seen_on, ?), explanation = h.explanation,
+            explanation_json = h.explanation_json, drivers_json = h.drivers_json,
+            priority = h.priority, probability = h.probability, arr = h.arr,
+            account_name = h.account_name, recommendation_text = h.recommendation_text,
+            updated_at = ?
+        from _ea_hits h
+        where a.rule_id = h.rule_id and a.account_id = h.account_id
+          and a.status in ('open', 'acknowledged')
+        """,
+        [as_of, at],
+    )
+    # 2. The others are new episodes unless snoozed, cooling down, or already closed today.
+    con.execute(
+        """
+        create or replace temp table _ea_new as
+        select h.*,
+            exists (
+                select 1 from alerts.snoozes s
+                where s.rule_id = h.rule_id and s.account_id = h.account_id
+                  and s.snoozed_until >= $d
+            ) as is_snoozed,
+            exists (
+                select 1 from alerts.alerts c
+                where c.rule_id = h.rule_id and c.account_id = h.account_id
+                  and c.status in ('resolved', 'expired')
+                  and (cast(c.resolved_at as date) + cast(h.cooldown_days as integer) > $d
+                       or c.alert_id = h.new_alert_id)
+            ) as is_cooling
+        from _ea_hits h
+        where not exists (
+            select 1 from alerts.alerts a
+            where a.rule_id = h.rule_id and a.account_id = h.account_id
+              and a.status in ('open', 'acknowledged')
+        )
+        """,
+        {"d": as_of},
+    )
+    result.suppressed_snooze, result.suppressed_cooldown = con.execute(
+        "select count(*) filter (where is_snoozed), count(*) filter (where is_cooling "
+        "and not is_snoozed) from _ea_new"
+    ).fetchall()[0]
+    con.execute(
+        """
+        insert into alerts.alerts (
+            alert_id, rule_id, alert_type, title, account_id, account_name, episode_start_date,
+            first_raised_on, last_seen_on, status, severity, priority, probability, arr,
+            owner_email, escalation_email, sla_due_at, explanation, explanation_json,
+            drivers_json, recommended_action, recommendation_text, in_digest_summary, updated_at)
+        select new_alert_id, rule_id, alert_type, title, account_id, account_name, $d, $d, $d,
+            'open', severity, priority, probability, arr, owner_email, escalation_email,
+            $at + to_milliseconds(cast(round(sla_hours * 3600000) as bigint)), explanation,
+            explanation_json, drivers_json, recommended_action, recommendation_text, false, $at
+        from _ea_new where not is_snoozed and not is_cooling
+        """,
+        {"d": as_of, "at": at},
+    )
+    raised = con.execute(
+        "select new_alert_id, severity, priority from _ea_new "
+        "where not is_snoozed and not is_cooling"
+    ).fetchall()
+    _audit_rows(
+        con,
+        [
+            (
+                a,
+                "raised",
+                None,
+                "open",
+                ENGINE_ACTOR,
+                "condition met",
+                json.dumps({"as_of": str(as_of)}),
+            )
+            for a, _, _ in raised
+        ],
+        at,
+    )
+    result.new_alerts = con.execute(
+        "select count(*) from alerts.alerts where first_raised_on = ? and status != 'expired'",
+        [as_of],
+    ).fetchall()[0][0]
+    # 3. Open alerts whose condition no longer holds (on complete data) resolve themselves.
+    evaluated = [r.id for r in ruleset.enabled]
+    if evaluated:
+        marks = ", ".join("?" for _ in evaluated)
+        result.resolved_alerts = _close(
+            con,
+            f"""
+            select alert_id, status from alerts.alerts a
+            where a.status in ('open', 'acknowledged') and a.rule_id in ({marks})
+              and a.episode_start_date <= ?
+              and not exists (select 1 from _ea_hits h
+                              where h.rule_id = a.rule_id and h.account_id = a.account_id)
+              and (a.account_id = '{WHOLE_WAREHOUSE}'
+                   or a.account_id in (select account_id from _ea_eval where _gate_ok))
+            """,
+            [*evaluated, as_of],
+            "resolved",
+            at,
+            "'condition_cleared'",
+        )
+    # 4. Expiry: rule switched off, account gone from the mart, or open for too long.
+    expire_days = {r.id: r.expire_after_days for r in ruleset.rules}
+    has_rows = result.accounts_evaluated > 0
+    frame = pd.DataFrame(
+        {"rule_id": list(expire_days), "expire_after_days": list(expire_days.values())}
+    )
+    con.register("_ea_expire_df", frame)
+    enabled_ids = [r.id for r in ruleset.enabled] or ["\x00none"]
+    result.expired_alerts = _expire(con, enabled_ids, has_rows, as_of, at)
+    con.unregister("_ea_expire_df")
+    # 5. Alert budget: each owner gets their most important new alerts individually.
+    _apply_budget(con, routing, as_of, result)
+    # 6. SLA breaches as of the end of the day.
+    result.escalations = len(escalate_overdue(con, at))
+    for sev, n in con.execute(
+        "select severity, count(*) from alerts.alerts where status in ('open', 'acknowledged') "
+        "group by 1"
+    ).fetchall():
+        result.open_by_severity[sev] = n
+    for typ, n in con.execute(
+        "select alert_type, count(*) from alerts.alerts where status in ('open', 'acknowledged') "
+        "group by 1"
+    ).fetchall():
+        result.open_by_type[typ] = n
+    cur = con.execute(
+        """
+        select alert_id, account_name, rule_id, severity, priority, explanation
+        from alerts.alerts where first_raised_on = ? order by priority desc nulls last limit 5
+        """,
+        [as_of],
+    )
+    names = [d[0] for d in cur.description]
+    result.examples = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+
+def _expire(con, enabled_ids: list[str], has_rows: bool, as_of, at) -> int:
+    marks = ", ".join("?" for _ in enabled_ids)
+    inner = f"""
+        select alert_id, status, why from (
+            select a.alert_id, a.status,
+                case
+                    when a.rule_id not in ({marks}) then
+                        'rule ' || a.rule_id || ' is disabled or no longer in rules.yml'
+                    when a.account_id != '{WHOLE_WAREHOUSE}' and ?
+                         and a.account_id not in (select account_id from _ea_eval)
+                        then 'account no longer in marts.account_health'
+                    when date_diff('day', a.episode_start_date, cast(? as date))
+                         >= e.expire_after_days
+                        then 'still open after ' || e.expire_after_days || ' days'
+                end as why
+            from alerts.alerts a left join _ea_expire_df e using (rule_id)
+            where a.status in ('open', 'acknowledged')
+        ) where why is not null
+    """
+    return _close(con, inner, [*enabled_ids, has_rows, as_of], "expired", at, "why")
+
+
+def _apply_budget(con, routing: Routing, as_of, result: EvaluationResult) -> None:
+    exempt = routing.budget_exempt_severities or ["\x00none"]
+    marks = ", ".join("?" for _ in exempt)
+    con.execute(
+        f"""
+        update alerts.alerts a set in_digest_summary = r.over
+        from (
+            select alert_id,
+                row_number() over (
+                    partition by owner_email
+                    order by case severity when 'critical' then 0 when 'high' then 1
+                             when 'medium' then 2 else 3 end,
+                             priority desc nulls last, alert_id
+                ) > ? and severity not in ({marks}) as over
+            from alerts.alerts
+            where first_raised_on = ? and status in ('open', 'acknowledged')
+              and account_id != '{WHOLE_WAREHOUSE}'
+        ) r
+        where a.alert_id = r.alert_id
+        """,
+        [routing.daily_budget_per_owner, *exempt, as_of],
+    )
+    result.budget_overflow = dict(
+        con.execute(
+            """
+            select owner_email, count(*) from alerts.alerts
+            where first_raised_on = ? and in_digest_summary group by 1 order by 2 desc
+            """,
+            [as_of],
+        ).fetchall()
+    )

@@ -1,0 +1,168 @@
+"""A local SMTP capture server (aiosmtpd on 127.0.0.1): stores each message as .eml + index.html.
+
+Run: python -m notifications.capture --port 8025 --dir data/mail   (--port 0 picks a free port)
+"""
+
+from __future__ import annotations
+
+import argparse
+import email
+import email.policy
+import hashlib
+import html
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from email.message import EmailMessage
+from pathlib import Path
+
+from aiosmtpd.controller import Controller
+
+
+def free_port() -> int:
+    """A currently free TCP port on 127.0.0.1 (aiosmtpd's Controller cannot bind port 0)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class Captured:
+    """One stored message and the envelope recipients it was really delivered to."""
+
+    path: Path
+    message: EmailMessage
+    envelope_to: list[str]
+
+
+class CaptureHandler:
+    """aiosmtpd handler: one .eml per Message-ID (a re-sent duplicate is accepted, not stored)."""
+
+    def __init__(self, directory: Path):
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self.duplicates = 0
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd hook name)
+        raw = envelope.original_content or envelope.content
+        if isinstance(raw, str):
+            raw = raw.encode("utf-8")
+        msg = email.message_from_bytes(raw, policy=email.policy.default)
+        key = msg.get("Message-ID") or hashlib.sha256(raw).hexdigest()
+        digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+        with self._lock:
+            if list(self.directory.glob(f"*-{digest}.eml")):
+                self.duplicates += 1
+                return "250 OK (duplicate Message-ID, already stored)"
+            stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+            seq = len(list(self.directory.glob("*.eml"))) + 1
+            name = f"{seq:05d}-{stamp}-{digest}"
+            rcpts = ", ".join(envelope.rcpt_tos)
+            (self.directory / f"{name}.eml").write_bytes(
+                f"X-Envelope-To: {rcpts}\r\n".encode() + raw
+            )
+            body = msg.get_body(preferencelist=("html",))
+            if body is not None:
+                (self.directory / f"{name}.html").write_text(body.get_content(), "utf-8")
+            write_index(self.directory)
+        return "250 Message accepted for delivery"
+
+
+def read_messages(directory: Path) -> list[Captured]:
+    """Every stored message, oldest first."""
+    out = []
+    for path in sorted(Path(directory).glob("*.eml")):
+        msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        rcpts = [r.strip() for r in (msg.get("X-Envelope-To") or "").split(",") if r.strip()]
+        out.append(Captured(path, msg, rcpts))
+    return out
+
+
+def write_index(directory: Path) -> Path:
+    """index.html listing every captured message, newest first, linking the HTML and .eml."""
+    rows = []
+    for c in reversed(read_messages(directory)):
+        stem = c.path.stem
+        view = f'<a href="{stem}.html">view</a> · ' if (directory / f"{stem}.html").exists() else ""
+        attachments = ", ".join(p.get_filename() or "" for p in c.message.iter_attachments())
+        rows.append(
+            "<tr>"
+            f"<td>{html.escape(c.message.get('Date', ''))}</td>"
+            f"<td>{html.escape(', '.join(c.envelope_to))}</td>"
+            f"<td>{html.escape(c.message.get('Subject', ''))}</td>"
+            f"<td>{html.escape(attachments)}</td>"
+            f'<td>{view}<a href="{c.path.name}">.eml</a></td>'
+            "</tr>"
+        )
+    page = (
+        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>Captured mail</title>"
+        "<style>body{font-family:Inter,system-ui,sans-serif;margin:24px;color:#1f2933}"
+        "table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #e4e7eb;"
+        "padding:6px 8px;text-align:left;font-size:14px}th{color:#616e7c}"
+        "h1{color:#005b9f;font-size:20px}</style></head><body>"
+        f"<h1>Captured mail ({len(rows)})</h1><table><tr><th>Date</th><th>To</th>"
+        "<th>Subject</th><th>Attachments</th><th></th></tr>"
+        + "".join(rows)
+        + "</table></body></html>"
+    )
+    index = Path(directory) / "index.html"
+    index.write_text(page, "utf-8")
+    return index
+
+
+class CaptureServer:
+    """Start/stop the capture server in a background thread (tests, demo, bench)."""
+
+    def __init__(self, directory: Path, port: int = 0, host: str = "127.0.0.1"):
+        self.host = host
+        self.port = port or free_port()
+        self.directory = Path(directory)
+        self.handler = CaptureHandler(self.directory)
+        self._controller: Controller | None = None
+
+    def start(self) -> CaptureServer:
+        self._controller = Controller(self.handler, hostname=self.host, port=self.port)
+        self._controller.start()
+        write_index(self.directory)
+        return self
+
+    def stop(self) -> None:
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None
+
+    def messages(self) -> list[Captured]:
+        return read_messages(self.directory)
+
+    def __enter__(self) -> CaptureServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=8025, help="0 picks a free port")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--dir", default="data/mail", help="where .eml files and index.html go")
+    args = parser.parse_args(argv)
+    server = CaptureServer(Path(args.dir), port=args.port, host=args.host).start()
+    print(
+        f"SMTP capture listening on {server.host}:{server.port}; "
+        f"open {Path(args.dir).resolve() / 'index.html'}",
+        flush=True,
+    )
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,324 @@
+"""Build digest and critical-alert emails (rendered with jinja2) as outbox deliveries."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from notifications import ics
+from notifications.content import (
+    PALETTE,
+    ContentConfig,
+    active_alerts,
+    card,
+    crm_links,
+    is_expansion,
+    money,
+    recipient_scopes,
+    user_privacy,
+)
+from notifications.outbox import Delivery, dead_letters, outbox_counts
+from notifications.schema import ensure_schema
+
+MAX_CARDS = 25
+MAX_TABLE_ROWS = 150
+
+
+def environment(templates_dir: Path) -> jinja2.Environment:
+    """The jinja2 environment for config/templates/email (HTML autoescaped, text not)."""
+    if not (Path(templates_dir) / "digest.html.j2").exists():
+        raise FileNotFoundError(
+            f"Email templates not found in {templates_dir}: expected digest.html.j2 there "
+            "(they live in config/templates/email)."
+        )
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates_dir)),
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2",), default=False),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def next_meeting_slot(now: dt.datetime, hour_utc: int) -> dt.datetime:
+    """The next weekday at `hour_utc` after today (a default slot the CSM can move)."""
+    day = now.date() + dt.timedelta(days=1)
+    while day.weekday() >= 5:
+        day += dt.timedelta(days=1)
+    return dt.datetime.combine(day, dt.time(hour_utc))
+
+
+def invite_attachment(
+    c: dict[str, Any], organizer: str, now: dt.datetime, config: ContentConfig
+) -> dict[str, str]:
+    """An .ics REQUEST for the card's recommended meeting, attendees = CSM + champion."""
+    attendees = [organizer] + ([c["champion"]] if c.get("champion") else [])
+    description = (
+        f"Account: {c['account_name']} ({c['account_id']})\n"
+        f"Alert: {c['alert_type']} - {c['severity']} (id {c['alert_id']})\n"
+        f"Why: {c['explanation']}\nRecommended: {c['recommendation']}"
+    )
+    text = ics.meeting_request(
+        uid=f"{c['alert_id']}@engagement-alerts",
+        organizer_email=organizer,
+        attendees=attendees,
+        summary=f"{c['recommended_action'].capitalize() or 'Meeting'}: {c['account_name']}",
+        description=description,
+        start=next_meeting_slot(now, config.meeting_hour_utc),
+        duration_minutes=config.meeting_minutes,
+        stamp=now,
+    )
+    return {
+        "filename": f"invite-{c['account_id']}.ics",
+        "content_type": "text/calendar; method=REQUEST; charset=utf-8",
+        "content": text,
+    }
+
+
+def _metrics(alerts: list[dict[str, Any]], digest_date: dt.date, now: dt.datetime) -> dict:
+    risk_arr: dict[str, float] = {}
+    expansion_arr: dict[str, float] = {}
+    for a in alerts:
+        target = expansion_arr if is_expansion(a.get("alert_type")) else risk_arr
+        target[a["account_id"]] = float(a.get("arr") or 0)
+    return {
+        "open_alerts": len(alerts),
+        "critical_high": sum(a["severity"] in ("critical", "high") for a in alerts),
+        "arr_at_risk": round(sum(risk_arr.values()), 2),
+        "expansion_arr": round(sum(expansion_arr.values()), 2),
+        "new_today": sum(str(a.get("first_raised_on")) == str(digest_date) for a in alerts),
+        "overdue": sum(a.get("sla_due_at") is not None and a["sla_due_at"] < now for a in alerts),
+    }
+
+
+def _is_news(alert: dict[str, Any], day: dt.date) -> bool:
+    """Raised or escalated on the digest day: worth a full card, not just a table row."""
+    escalated = alert.get("escalated_at")
+    return str(alert.get("first_raised_on")) == str(day) or (
+        escalated is not None and escalated.date() == day
+    )
+
+
+def _headline(metrics: dict, previous: dict | None) -> list[dict[str, str]]:
+    spec = [
+        ("open_alerts", "Open alerts", False, True),
+        ("critical_high", "Critical & high", False, True),
+        ("arr_at_risk", "ARR at risk", True, True),
+        ("expansion_arr", "Expansion ARR", True, False),
+        ("overdue", "Past SLA", False, True),
+    ]
+    out = []
+    for key, label, is_money, up_is_bad in spec:
+        value = metrics[key]
+        shown = money(value) if is_money else str(value)
+        change, arrow, tone = "first digest", "", "muted"
+        if previous is not None and key in previous:
+            delta = value - previous[key]
+            arrow = "▲" if delta > 0 else "▼" if delta < 0 else "="
+            change = (money(abs(delta)) if is_money else str(abs(delta))) if delta else "no change"
+            bad = (delta > 0) == up_is_bad
+            tone = "muted" if delta == 0 else ("critical" if bad else "positive")
+        out.append({"label": label, "value": shown, "change": change, "arrow": arrow, "tone": tone})
+    return out
+
+
+def _previous_metrics(con, digest_date: dt.date) -> dict[str, dict]:
+    rows = con.execute(
+        """
+        select recipient, payload_json from ops.outbox
+        where channel = 'email' and idempotency_key like 'digest:%' and digest_date < $d
+        qualify row_number() over (partition by recipient order by digest_date desc) = 1
+        """,
+        {"d": digest_date},
+    ).fetchall()
+    return {r: json.loads(p).get("metrics", {}) for r, p in rows}
+
+
+def build_digests(
+    con,
+    digest_date: dt.date,
+    templates_dir: Path,
+    config: ContentConfig | None = None,
+    now: dt.datetime | None = None,
+    recipients: list[str] | None = None,
+) -> list[Delivery]:
+    """One digest per person who owns, manages or administers accounts, scoped to those accounts.
+
+    The idempotency key is recipient + date, so a second run on the same day enqueues nothing.
+    """
+    config = config or ContentConfig()
+    now = now or dt.datetime.combine(digest_date, dt.time(7))
+    ensure_schema(con)
+    env = environment(templates_dir)
+    scopes = recipient_scopes(con, config)
+    by_account: dict[str, list[dict]] = defaultdict(list)
+    for a in active_alerts(con, digest_date):
+        by_account[a["account_id"]].append(a)
+    champions, hidden = user_privacy(con)
+    links = crm_links(con)
+    previous = _previous_metrics(con, digest_date)
+    book: dict[str, tuple[str, list[str]]] = {}
+    for recipient, role, account_id in scopes:
+        book.setdefault(recipient, (role, []))[1].append(account_id)
+    health = None
+    deliveries = []
+    for recipient, (role, accounts) in sorted(book.items()):
+        if recipients is not None and recipient not in recipients:
+            continue
+        alerts = [a for acc in accounts for a in by_account.get(acc, [])]
+        alerts.sort(
+            key=lambda a: (
+                ["critical", "high", "medium", "low"].index(a["severity"])
+                if a["severity"] in ("critical", "high", "medium", "low")
+                else 9,
+                -(a["priority"] or 0),
+                a["alert_id"],
+            )
+        )
+        # Over-budget alerts are only counted (the alerts engine never rolls up critical ones).
+        summarised = [a for a in alerts if a.get("in_digest_summary")]
+        listed = [a for a in alerts if not a.get("in_digest_summary")]
+        top = [
+            a for a in listed if a["severity"] in ("critical", "high") and _is_news(a, digest_date)
+        ]
+        rest = top[MAX_CARDS:] + [a for a in listed if a not in top]
+        cards = [
+            card(a, champions, hidden, links, a.get("csm_name") or "") for a in top[:MAX_CARDS]
+        ]
+        table = [
+            card(a, champions, hidden, links, a.get("csm_name") or "")
+            for a in rest[:MAX_TABLE_ROWS]
+        ]
+        metrics = _metrics(alerts, digest_date, now)
+        if role == "admin" and health is None:
+            health = {"counts": outbox_counts(con), "dead": dead_letters(con, 5)}
+        context = {
+            "recipient": recipient,
+            "role": role,
+            "scope": {
+                "csm": "your accounts",
+                "manager": "your team's accounts",
+                "admin": "all accounts",
+            }[role],
+            "accounts": len(accounts),
+            "digest_date": digest_date.isoformat(),
+            "headline": _headline(metrics, previous.get(recipient)),
+            "cards": cards,
+            "table": table,
+            "more": max(0, len(rest) - MAX_TABLE_ROWS),
+            "summarised": len(summarised),
+            "palette": PALETTE,
+            "product": config.product_name,
+            "dashboard_url": config.dashboard_url,
+            "health": health if role == "admin" else None,
+        }
+        subject = (
+            f"{config.product_name} digest {digest_date:%d %b}: "
+            f"{metrics['critical_high']} need attention, {metrics['open_alerts']} open"
+        )
+        attachments = [
+            invite_attachment(c, recipient, now, config)
+            for c in cards
+            if c["invite"] and role == "csm"
+        ]
+        payload = {
+            "to": [recipient],
+            "cc": [],
+            "subject": subject,
+            "html": env.get_template("digest.html.j2").render(subject=subject, **context),
+            "text": env.get_template("digest.txt.j2").render(subject=subject, **context),
+            "attachments": attachments,
+            "metrics": metrics,
+            "alert_ids": [a["alert_id"] for a in alerts],
+            "kind": "digest",
+        }
+        deliveries.append(
+            Delivery(
+                idempotency_key=f"digest:{recipient}:{digest_date.isoformat()}",
+                channel="email",
+                recipient=recipient,
+                payload=payload,
+                subject=subject,
+                digest_date=digest_date,
+            )
+        )
+    return deliveries
+
+
+def build_critical_alerts(
+    con,
+    templates_dir: Path,
+    config: ContentConfig | None = None,
+    now: dt.datetime | None = None,
+) -> list[Delivery]:
+    """One immediate email per open critical alert not yet in the outbox, to the account's owner
+    (copying the escalation contact), never to anyone outside the account's scope.
+    """
+    config = config or ContentConfig()
+    now = now or dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    ensure_schema(con)
+    already = {
+        r[0]
+        for r in con.execute(
+            "select alert_id from ops.outbox where idempotency_key like 'critical:%'"
+        ).fetchall()
+    }
+    alerts = [
+        a
+        for a in active_alerts(con, now.date())
+        if a["severity"] == "critical" and a["status"] == "open" and a["alert_id"] not in already
+    ]
+    if not alerts:
+        return []
+    env = environment(templates_dir)
+    allowed: dict[str, set[str]] = defaultdict(set)
+    for recipient, _, account_id in recipient_scopes(con, config):
+        allowed[account_id].add(recipient)
+    champions, hidden = user_privacy(con)
+    links = crm_links(con)
+    deliveries = []
+    for a in alerts:
+        scope = allowed.get(a["account_id"], set())
+        owner = (a.get("owner_email") or "").lower()
+        to = owner if owner in scope else (a.get("csm_email") or "").lower()
+        if not to:
+            continue  # no one is entitled to this account; the digest for admins still shows it
+        esc = (a.get("escalation_email") or "").lower()
+        cc = [esc] if esc and esc in scope and esc != to else []
+        c = card(a, champions, hidden, links, a.get("csm_name") or "")
+        subject = f"Critical: {c['account_name']} - {c['alert_type']}"
+        context = {
+            "card": c,
+            "palette": PALETTE,
+            "product": config.product_name,
+            "recipient": to,
+            "subject": subject,
+            "dashboard_url": config.dashboard_url,
+        }
+        payload = {
+            "to": [to],
+            "cc": cc,
+            "subject": subject,
+            "html": env.get_template("critical.html.j2").render(**context),
+            "text": env.get_template("critical.txt.j2").render(**context),
+            "attachments": [invite_attachment(c, to, now, config)] if c["invite"] else [],
+            "alert_ids": [a["alert_id"]],
+            "kind": "critical",
+        }
+        deliveries.append(
+            Delivery(
+                idempotency_key=f"critical:{a['alert_id']}",
+                channel="email",
+                recipient=to,
+                payload=payload,
+                subject=subject,
+                alert_id=a["alert_id"],
+                account_id=a["account_id"],
+            )
+        )
+    return deliveries

@@ -1,0 +1,304 @@
+"""The outbox: each delivery is written first (idempotency key), then sent, retried or dead."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+from notifications.schema import ensure_schema
+
+
+def utcnow() -> dt.datetime:
+    """Naive UTC now, the way timestamps are stored in the warehouse."""
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def delivery_id_for(idempotency_key: str) -> str:
+    """Stable id of a delivery: the same key always gives the same row."""
+    return hashlib.sha256(idempotency_key.encode()).hexdigest()[:24]
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One message to write to the outbox; `payload` holds everything the sender needs."""
+
+    idempotency_key: str
+    channel: str  # "email" or "crm_task"
+    recipient: str
+    payload: dict
+    subject: str = ""
+    alert_id: str | None = None
+    account_id: str | None = None
+    digest_date: dt.date | None = None
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    """A row read back from `ops.outbox` for sending."""
+
+    delivery_id: str
+    idempotency_key: str
+    channel: str
+    alert_id: str | None
+    account_id: str | None
+    recipient: str
+    subject: str
+    payload: dict
+    attempts: int
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """What a sender reports back; `status` is "recorded" when nothing was sent on purpose."""
+
+    external_id: str | None = None
+    external_url: str | None = None
+    status: str = "sent"
+
+
+class DeliveryError(Exception):
+    """A send failed. `retryable` decides between another attempt and the dead-letter state."""
+
+    retryable = True
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PermanentDeliveryError(DeliveryError):
+    """The receiver refused the message for good (bad address, contract violation)."""
+
+    retryable = False
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with jitter; a delivery is dead after `max_attempts` failed tries."""
+
+    max_attempts: int = 5
+    base_seconds: float = 60.0
+    cap_seconds: float = 3600.0
+    jitter: float = 0.5
+
+    def delay(self, attempt: int, retry_after: float | None, rng: random.Random) -> float:
+        backoff = min(self.cap_seconds, self.base_seconds * 2 ** max(attempt - 1, 0))
+        # Jitter spreads retries of many rows that failed together (one SMTP outage).
+        backoff *= 1.0 - self.jitter * rng.random()
+        return max(backoff, retry_after or 0.0)
+
+
+@dataclass
+class DeliveryReport:
+    """Counts of one delivery pass plus a few failure examples (never secrets)."""
+
+    attempted: int = 0
+    sent: int = 0
+    recorded: int = 0
+    failed: int = 0
+    dead: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def as_metadata(self) -> dict[str, object]:
+        return {
+            "attempted": self.attempted,
+            "sent": self.sent,
+            "recorded": self.recorded,
+            "failed": self.failed,
+            "dead": self.dead,
+            "error_examples": self.errors[:5],
+        }
+
+
+Sender = Callable[[OutboxRow], SendResult]
+
+
+def enqueue(con, deliveries: Iterable[Delivery], now: dt.datetime | None = None) -> int:
+    """Insert deliveries whose idempotency key is new; returns how many were new."""
+    ensure_schema(con)
+    now = now or utcnow()
+    rows = list(deliveries)
+    if not rows:
+        return 0
+    table = pa.table(
+        {
+            "delivery_id": [delivery_id_for(d.idempotency_key) for d in rows],
+            "idempotency_key": [d.idempotency_key for d in rows],
+            "channel": [d.channel for d in rows],
+            "alert_id": [d.alert_id for d in rows],
+            "account_id": [d.account_id for d in rows],
+            "recipient": [d.recipient for d in rows],
+            "digest_date": pa.array([d.digest_date for d in rows], type=pa.date32()),
+            "subject": [d.subject for d in rows],
+            "payload_json": [json.dumps(d.payload, default=str) for d in rows],
+        }
+    )
+    before = con.execute("select count(*) from ops.outbox").fetchone()[0]
+    con.register("_ea_new_deliveries", table)
+    try:
+        con.execute(
+            """
+            insert into ops.outbox (delivery_id, idempotency_key, channel, alert_id, account_id,
+                recipient, digest_date, subject, payload_json, status, attempts, next_attempt_at,
+                created_at, updated_at)
+            select distinct on (delivery_id) delivery_id, idempotency_key, channel, alert_id,
+                account_id, recipient, digest_date, subject, payload_json, 'pending', 0,
+                $now, $now, $now
+            from _ea_new_deliveries
+            where delivery_id not in (select delivery_id from ops.outbox)
+            """,
+            {"now": now},
+        )
+    finally:
+        con.unregister("_ea_new_deliveries")
+    return con.execute("select count(*) from ops.outbox").fetchone()[0] - before
+
+
+def due_rows(
+    con,
+    now: dt.datetime,
+    channels: Iterable[str] | None = None,
+    keys: Iterable[str] | None = None,
+) -> list[OutboxRow]:
+    """Pending or failed deliveries whose next attempt is due, oldest first."""
+    ensure_schema(con)
+    sql = """
+        select delivery_id, idempotency_key, channel, alert_id, account_id, recipient,
+               coalesce(subject, ''), payload_json, attempts
+        from ops.outbox
+        where status in ('pending', 'failed') and coalesce(next_attempt_at, created_at) <= $now
+    """
+    params: dict[str, object] = {"now": now}
+    if channels is not None:
+        sql += " and list_contains($channels, channel)"
+        params["channels"] = list(channels)
+    if keys is not None:
+        sql += " and list_contains($keys, idempotency_key)"
+        params["keys"] = list(keys)
+    sql += " order by created_at, delivery_id"
+    return [
+        OutboxRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7]), r[8])
+        for r in con.execute(sql, params).fetchall()
+    ]
+
+
+def deliver_due(
+    con,
+    senders: Mapping[str, Sender],
+    now: dt.datetime | None = None,
+    policy: RetryPolicy | None = None,
+    rng: random.Random | None = None,
+    channels: Iterable[str] | None = None,
+    keys: Iterable[str] | None = None,
+) -> DeliveryReport:
+    """Send every due delivery of the given channels and record each attempt.
+
+    The attempt is counted before sending, so a crash between send and mark-sent leaves a
+    row that is retried; senders make that retry harmless (CRM lookup, stable Message-ID).
+    """
+    now = now or utcnow()
+    policy = policy or RetryPolicy()
+    rng = rng or random.Random()
+    chosen = list(channels) if channels is not None else list(senders)
+    report = DeliveryReport()
+    for row in due_rows(con, now, chosen, keys):
+        sender = senders.get(row.channel)
+        if sender is None:
+            raise ValueError(
+                f"No sender configured for outbox channel {row.channel!r}; "
+                f"configure one of: {sorted(senders)}"
+            )
+        attempt = row.attempts + 1
+        con.execute(
+            "update ops.outbox set attempts = $a, last_attempt_at = $now, updated_at = $now "
+            "where delivery_id = $id",
+            {"a": attempt, "now": now, "id": row.delivery_id},
+        )
+        report.attempted += 1
+        started = time.perf_counter()
+        try:
+            result = sender(row)
+        except DeliveryError as exc:
+            elapsed = (time.perf_counter() - started) * 1000
+            dead = (not exc.retryable) or attempt >= policy.max_attempts
+            retry_at = (
+                None
+                if dead
+                else now + dt.timedelta(seconds=policy.delay(attempt, exc.retry_after, rng))
+            )
+            outcome = "dead" if dead else "failed"
+            message = f"{type(exc).__name__}: {exc}"[:500]
+            con.execute(
+                "update ops.outbox set status = $s, next_attempt_at = $r, last_error = $e, "
+                "updated_at = $now where delivery_id = $id",
+                {"s": outcome, "r": retry_at, "e": message, "now": now, "id": row.delivery_id},
+            )
+            _log(con, row, attempt, now, outcome, message, retry_at, elapsed, None)
+            setattr(report, outcome, getattr(report, outcome) + 1)
+            report.errors.append(f"{row.idempotency_key}: {message}")
+            continue
+        elapsed = (time.perf_counter() - started) * 1000
+        con.execute(
+            "update ops.outbox set status = $s, sent_at = $now, updated_at = $now, "
+            "next_attempt_at = null, last_error = null, external_id = $x, external_url = $u "
+            "where delivery_id = $id",
+            {
+                "s": result.status,
+                "now": now,
+                "x": result.external_id,
+                "u": result.external_url,
+                "id": row.delivery_id,
+            },
+        )
+        _log(con, row, attempt, now, result.status, None, None, elapsed, result.external_id)
+        if result.status == "recorded":
+            report.recorded += 1
+        else:
+            report.sent += 1
+    return report
+
+
+def _log(con, row, attempt, now, outcome, error, retry_at, elapsed_ms, external_id) -> None:
+    con.execute(
+        "insert into ops.delivery_log values ($id, $a, $c, $now, $o, $e, $r, $d, $x)",
+        {
+            "id": row.delivery_id,
+            "a": attempt,
+            "c": row.channel,
+            "now": now,
+            "o": outcome,
+            "e": error,
+            "r": retry_at,
+            "d": elapsed_ms,
+            "x": external_id,
+        },
+    )
+
+
+def outbox_counts(con) -> dict[str, int]:
+    """Rows per status (every status present, zero when none), for metadata and the digest."""
+    ensure_schema(con)
+    counts = dict(con.execute("select status, count(*) from ops.outbox group by all").fetchall())
+    return {
+        status: int(counts.get(status, 0))
+        for status in ("pending", "sent", "recorded", "failed", "dead")
+    }
+
+
+def dead_letters(con, limit: int = 10) -> list[dict[str, object]]:
+    """The newest dead deliveries with their last error, for a visible dead-letter list."""
+    ensure_schema(con)
+    cur = con.execute(
+        "select idempotency_key, channel, recipient, attempts, last_error, updated_at "
+        "from ops.outbox where status = 'dead' order by updated_at desc limit $n",
+        {"n": limit},
+    )
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]

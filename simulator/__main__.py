@@ -1,0 +1,49 @@
+"""Command line: `python -m simulator --accounts N --start D --end D --seed S --out DIR`."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import json
+import sys
+from pathlib import Path
+
+from simulator.config import DirtConfig, SimConfig
+from simulator.engine import simulate
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m simulator", description="Write simulated customer-portal landing files."
+    )
+    parser.add_argument("--accounts", type=int, required=True, help="accounts at the start")
+    parser.add_argument("--start", type=dt.date.fromisoformat, required=True, help="YYYY-MM-DD")
+    parser.add_argument("--end", type=dt.date.fromisoformat, required=True, help="YYYY-MM-DD")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--out", type=Path, required=True, help="landing folder to write")
+    parser.add_argument("--truth", type=Path, default=None, help="ground-truth folder (optional)")
+    parser.add_argument("--dirt-scale", type=float, default=1.0, help="0 = clean files")
+    parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    args = parser.parse_args(argv)
+    try:
+        cfg = SimConfig(
+            accounts=args.accounts,
+            start=args.start,
+            end=args.end,
+            seed=args.seed,
+            dirt=DirtConfig(scale=args.dirt_scale),
+        )
+    except ValueError as exc:
+        parser.error(str(exc))
+
+    def report(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    summary = simulate(cfg, args.out, args.truth, None if args.quiet else report)
+    print(json.dumps(dataclasses.asdict(summary), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -98,10 +98,10 @@ def transition(
         raise TransitionError(f"resolving alert {alert_id!r} needs a resolution reason")
     ensure_schema(con)
     at = _as_naive_utc(at)
-    row = con.execute("select status from alerts.alerts where alert_id = ?", [alert_id]).fetchone()
-    if row is None:
+    rows = con.execute("select status from alerts.alerts where alert_id = ?", [alert_id]).fetchall()
+    if not rows:
         raise TransitionError(f"no alert with id {alert_id!r} (see `python -m alerts list`)")
-    current = row[0]
+    current = rows[0][0]
     if current == to_status:
         return {
             "alert_id": alert_id,
@@ -145,10 +145,10 @@ def snooze(
     at = _as_naive_utc(at)
     row = con.execute(
         "select status, rule_id, account_id from alerts.alerts where alert_id = ?", [alert_id]
-    ).fetchone()
-    if row is None:
+    ).fetchall()
+    if not row:
         raise TransitionError(f"no alert with id {alert_id!r} (see `python -m alerts list`)")
-    status, rule_id, account_id = row
+    status, rule_id, account_id = row[0]
     if status not in ("open", "acknowledged"):
         raise TransitionError(f"alert {alert_id!r} is {status!r}; only open alerts can be snoozed")
     if until < at.date():

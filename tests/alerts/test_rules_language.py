@@ -1,4 +1,4 @@
-"""The condition language and rules file: valid rules compile, hostile or broken ones are refused."""
+"""The condition language and rules file: valid rules compile, hostile ones are refused."""
 
 from __future__ import annotations
 

@@ -1,5 +1,383 @@
-"""Dagster definitions for the deliveries stage."""
+"""Dagster definitions for the deliveries stage: outbox-backed digests, critical mail, CRM tasks."""
+
+import datetime as dt
+import os
+from pathlib import Path
+from typing import Any
 
 import dagster as dg
+import duckdb as duckdb_lib
+import yaml
+from dagster_duckdb import DuckDBResource
 
-defs = dg.Definitions()
+from notifications.content import ContentConfig
+from notifications.crm import CrmConfig, connector
+from notifications.digest import build_critical_alerts, build_digests
+from notifications.mail import SmtpConfig, SmtpSender
+from notifications.outbox import dead_letters, deliver_due, enqueue, outbox_counts, utcnow
+from notifications.schema import ensure_schema
+from notifications.tasks import TaskPolicy, build_crm_tasks, sync_task_status
+from orchestration.asof import AsOfConfig, resolve_as_of
+from orchestration.resources import PathsResource
+
+OUTBOX = dg.AssetKey(["ops", "outbox"])
+UPSTREAM = [dg.AssetKey(["alerts", "alerts"]), dg.AssetKey(["marts", "dim_accounts"])]
+NETWORK_RETRY = dg.RetryPolicy(
+    max_retries=3, delay=20, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
+)
+
+
+class SmtpResource(dg.ConfigurableResource):
+    """SMTP relay settings (SMTP_HOST, SMTP_PORT, SMTP_SECURITY, SMTP_USER, SMTP_PASSWORD,
+    EA_MAIL_FROM). Defaults point at the demo's local capture server.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8025
+    security: str = "plain"
+    user: str = ""
+    password: str = ""
+    mail_from: str = "Engagement Alerts <alerts@engagement-alerts.local>"
+    timeout_seconds: float = 10.0
+
+    def settings(self) -> SmtpConfig:
+        return SmtpConfig(
+            self.host,
+            int(self.port),
+            self.security,
+            self.user,
+            self.password,
+            self.mail_from,
+            self.timeout_seconds,
+        )
+
+    def sender(self) -> SmtpSender:
+        return SmtpSender(self.settings())
+
+
+class CrmResource(dg.ConfigurableResource):
+    """CRM connector settings (CRM_MODE=record|hubspot|salesforce|webhook and the base URLs and
+    tokens). The default, record, keeps tasks in the outbox without sending them.
+    """
+
+    mode: str = "record"
+    hubspot_base_url: str = ""
+    hubspot_token: str = ""
+    salesforce_base_url: str = ""
+    salesforce_token: str = ""
+    webhook_url: str = ""
+    webhook_secret: str = ""
+    timeout_seconds: float = 10.0
+
+    def settings(self) -> CrmConfig:
+        base, token = {
+            "hubspot": (self.hubspot_base_url, self.hubspot_token),
+            "salesforce": (self.salesforce_base_url, self.salesforce_token),
+            "webhook": (self.webhook_url, ""),
+        }.get(self.mode, ("", ""))
+        return CrmConfig(
+            mode=self.mode,
+            base_url=base,
+            token=token,
+            webhook_secret=self.webhook_secret,
+            timeout_seconds=self.timeout_seconds,
+        )
+
+    def connector(self):
+        return connector(self.settings())
+
+
+def _env(name: str, default: Any) -> Any:
+    """The variable as a dg.EnvVar when it is set (resolved by Dagster at run time, shown in the
+    UI by name only), else the demo default. Only presence is checked here, never the value.
+    """
+    if name not in os.environ:
+        return default
+    return dg.EnvVar.int(name) if isinstance(default, int) else dg.EnvVar(name)
+
+
+def deliveries_resources() -> dict[str, dg.ConfigurableResource]:
+    return {
+        "smtp": SmtpResource(
+            host=_env("SMTP_HOST", "127.0.0.1"),
+            port=_env("SMTP_PORT", 8025),
+            security=_env("SMTP_SECURITY", "plain"),
+            user=_env("SMTP_USER", ""),
+            password=_env("SMTP_PASSWORD", ""),
+            mail_from=_env("EA_MAIL_FROM", "Engagement Alerts <alerts@engagement-alerts.local>"),
+        ),
+        "crm": CrmResource(
+            mode=_env("CRM_MODE", "record"),
+            hubspot_base_url=_env("HUBSPOT_BASE_URL", ""),
+            hubspot_token=_env("HUBSPOT_TOKEN", ""),
+            salesforce_base_url=_env("SALESFORCE_BASE_URL", ""),
+            salesforce_token=_env("SALESFORCE_TOKEN", ""),
+            webhook_url=_env("WEBHOOK_URL", ""),
+            webhook_secret=_env("WEBHOOK_SECRET", ""),
+        ),
+    }
+
+
+def _routing(paths: PathsResource) -> dict[str, Any]:
+    path = paths.config / "routing.yml"
+    if not path.exists():
+        return {}
+    return yaml.safe_load(path.read_text()) or {}
+
+
+def _templates(paths: PathsResource) -> Path:
+    return paths.config / "templates" / "email"
+
+
+def _senders(smtp: SmtpResource, crm: CrmResource) -> dict[str, Any]:
+    return {"email": smtp.sender(), "crm_task": crm.connector()}
+
+
+def _status_metadata(con) -> dict[str, Any]:
+    counts = outbox_counts(con)
+    return {f"outbox_{k}": v for k, v in counts.items()}
+
+
+@dg.asset(
+    key=["ops", "crm_tasks"],
+    deps=UPSTREAM,
+    group_name="deliveries",
+    kinds={"duckdb", "python"},
+    retry_policy=NETWORK_RETRY,
+    description="CRM tasks for open alerts whose routing asks for one, via the outbox.",
+)
+def crm_tasks(
+    context: dg.AssetExecutionContext,
+    duckdb: DuckDBResource,
+    paths: PathsResource,
+    crm: CrmResource,
+) -> dg.MaterializeResult:
+    now = utcnow()
+    with duckdb.get_connection() as con:
+        ensure_schema(con)
+        tasks = build_crm_tasks(con, TaskPolicy.from_routing(_routing(paths)), now)
+        new = enqueue(con, tasks, now)
+        report = deliver_due(con, {"crm_task": crm.connector()}, now, channels=["crm_task"])
+        meta = _status_metadata(con)
+        examples = [t.subject for t in tasks[:3]]
+    context.log.info(f"CRM tasks: {new} new, mode {crm.mode}, {report.as_metadata()}")
+    return dg.MaterializeResult(
+        metadata={
+            "mode": crm.mode,
+            "new_tasks": new,
+            **report.as_metadata(),
+            **meta,
+            "examples": examples,
+        }
+    )
+
+
+@dg.asset(
+    key=["ops", "digests"],
+    deps=[*UPSTREAM, dg.AssetKey(["ops", "crm_tasks"])],
+    group_name="deliveries",
+    kinds={"duckdb", "python"},
+    retry_policy=NETWORK_RETRY,
+    description="One daily digest email per CSM / manager / admin, scoped to their accounts.",
+)
+def digests(
+    context: dg.AssetExecutionContext,
+    config: AsOfConfig,
+    duckdb: DuckDBResource,
+    paths: PathsResource,
+    smtp: SmtpResource,
+) -> dg.MaterializeResult:
+    now = utcnow()
+    with duckdb.get_connection() as con:
+        ensure_schema(con)
+        as_of = resolve_as_of(con, config)
+        built = build_digests(
+            con,
+            as_of,
+            _templates(paths),
+            ContentConfig(routing=_routing(paths)),
+            now=dt.datetime.combine(as_of, dt.time(7)),
+        )
+        new = enqueue(con, built, now)
+        report = deliver_due(
+            con,
+            {"email": smtp.sender()},
+            now,
+            channels=["email"],
+            keys=[d.idempotency_key for d in built],
+        )
+        meta = _status_metadata(con)
+    context.log.info(f"Digests for {as_of}: {len(built)} built, {new} new, {report.as_metadata()}")
+    return dg.MaterializeResult(
+        metadata={
+            "as_of_date": str(as_of),
+            "recipients": len(built),
+            "new_digests": new,
+            **report.as_metadata(),
+            **meta,
+            "examples": [d.subject for d in built[:3]],
+        }
+    )
+
+
+@dg.asset(
+    key=["ops", "outbox"],
+    deps=[dg.AssetKey(["ops", "digests"]), dg.AssetKey(["ops", "crm_tasks"])],
+    group_name="deliveries",
+    kinds={"duckdb"},
+    description="Delivery status of every message: pending, sent, recorded, failed, dead.",
+)
+def outbox(duckdb: DuckDBResource) -> dg.MaterializeResult:
+    with duckdb.get_connection() as con:
+        meta = _status_metadata(con)
+        dead = dead_letters(con, 5)
+    return dg.MaterializeResult(metadata={**meta, "dead_examples": [str(d) for d in dead]})
+
+
+@dg.asset_check(asset=OUTBOX, description="No delivery is stuck in the dead-letter state.")
+def no_dead_letters(duckdb: DuckDBResource) -> dg.AssetCheckResult:
+    with duckdb.get_connection() as con:
+        counts = outbox_counts(con)
+        dead = dead_letters(con, 5)
+    return dg.AssetCheckResult(
+        passed=counts["dead"] == 0,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "dead": counts["dead"],
+            "examples": [f"{d['channel']} {d['idempotency_key']}: {d['last_error']}" for d in dead],
+        },
+    )
+
+
+def _busy(exc: Exception) -> bool:
+    return "lock" in str(exc).lower()
+
+
+@dg.sensor(
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Sends critical alerts by email as soon as they are raised (not at digest time).",
+)
+def critical_alert_sensor(
+    context: dg.SensorEvaluationContext,
+    duckdb: DuckDBResource,
+    paths: PathsResource,
+    smtp: SmtpResource,
+) -> dg.SensorResult | dg.SkipReason:
+    now = utcnow()
+    try:
+        with duckdb.get_connection() as con:
+            built = build_critical_alerts(
+                con, _templates(paths), ContentConfig(routing=_routing(paths)), now
+            )
+            if not built:
+                return dg.SkipReason("No new critical alerts.")
+            enqueue(con, built, now)
+            report = deliver_due(
+                con,
+                {"email": smtp.sender()},
+                now,
+                channels=["email"],
+                keys=[d.idempotency_key for d in built],
+            )
+            meta = _status_metadata(con)
+    except duckdb_lib.IOException as exc:
+        if _busy(exc):
+            return dg.SkipReason("Warehouse is busy (another process writes it); next tick.")
+        raise
+    except RuntimeError as exc:  # upstream tables not there yet
+        return dg.SkipReason(str(exc))
+    context.log.info(f"critical alerts: {report.as_metadata()}")
+    return dg.SensorResult(
+        skip_reason=f"Sent {report.sent} critical alert(s), {report.failed} waiting for retry.",
+        asset_events=[
+            dg.AssetObservation(
+                asset_key=OUTBOX,
+                metadata={"critical_sent": report.sent, "critical_failed": report.failed, **meta},
+            )
+        ],
+    )
+
+
+@dg.sensor(
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Retries failed deliveries whose backoff has passed; marks them dead at the limit.",
+)
+def outbox_retry_sensor(
+    context: dg.SensorEvaluationContext,
+    duckdb: DuckDBResource,
+    smtp: SmtpResource,
+    crm: CrmResource,
+) -> dg.SensorResult | dg.SkipReason:
+    try:
+        with duckdb.get_connection() as con:
+            report = deliver_due(con, _senders(smtp, crm), utcnow())
+            meta = _status_metadata(con)
+    except duckdb_lib.IOException as exc:
+        if _busy(exc):
+            return dg.SkipReason("Warehouse is busy; next tick.")
+        raise
+    if not report.attempted:
+        return dg.SkipReason("Nothing due in the outbox.")
+    return dg.SensorResult(
+        skip_reason=f"Retried {report.attempted}: {report.sent} sent, {report.failed} failed, "
+        f"{report.dead} dead.",
+        asset_events=[
+            dg.AssetObservation(
+                asset_key=OUTBOX,
+                metadata={
+                    **{
+                        f"retry_{k}": v
+                        for k, v in report.as_metadata().items()
+                        if k != "error_examples"
+                    },
+                    **meta,
+                },
+            )
+        ],
+    )
+
+
+@dg.sensor(
+    minimum_interval_seconds=300,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Reads CRM task status back: a completed task resolves its alert.",
+)
+def crm_status_sync_sensor(
+    context: dg.SensorEvaluationContext,
+    duckdb: DuckDBResource,
+    crm: CrmResource,
+) -> dg.SensorResult | dg.SkipReason:
+    if crm.mode in ("record", "webhook"):
+        return dg.SkipReason(f"CRM mode {crm.mode!r} has no task status to read back.")
+    from alerts import transition  # the alerts library owns the lifecycle and its audit log
+
+    try:
+        with duckdb.get_connection() as con:
+            report = sync_task_status(con, crm.connector(), transition, utcnow())
+    except duckdb_lib.IOException as exc:
+        if _busy(exc):
+            return dg.SkipReason("Warehouse is busy; next tick.")
+        raise
+    return dg.SensorResult(
+        skip_reason=f"Checked {report.checked} task(s), resolved {report.resolved} alert(s).",
+        asset_events=[
+            dg.AssetObservation(
+                asset_key=OUTBOX, metadata={f"sync_{k}": v for k, v in report.as_metadata().items()}
+            )
+        ],
+    )
+
+
+deliveries_job = dg.define_asset_job(
+    "deliveries_job", selection=dg.AssetSelection.groups("deliveries")
+)
+
+defs = dg.Definitions(
+    assets=[crm_tasks, digests, outbox],
+    asset_checks=[no_dead_letters],
+    sensors=[critical_alert_sensor, outbox_retry_sensor, crm_status_sync_sensor],
+    jobs=[deliveries_job],
+    resources=deliveries_resources(),
+)

@@ -209,3 +209,32 @@ SUITES = {
     "users": check_users,
     "outcomes": check_outcomes,
 }
+
+# The checks each suite reports, with whether a failure blocks downstream assets; Dagster declares
+# its asset checks from this table before any data exists.
+CHECKS: dict[str, tuple[tuple[str, bool], ...]] = {
+    "accounts": (
+        ("account_id_not_null", True),
+        ("snapshot_key_unique", True),
+        ("seats_positive", False),
+        ("arr_non_negative", False),
+    ),
+    "users": (
+        ("user_id_not_null", True),
+        ("snapshot_key_unique", True),
+        ("role_known", False),
+    ),
+    "outcomes": (
+        ("outcome_key_unique", True),
+        ("outcome_known", False),
+    ),
+    "events": (
+        ("message_id_not_null", True),
+        ("account_id_not_null", True),
+        ("event_at_not_null", True),
+        ("event_at_not_future", True),
+        ("event_name_canonical", False),
+        ("duration_non_negative", False),
+        ("message_id_unique", True),
+    ),
+}

@@ -1,5 +1,226 @@
-"""Dagster definitions for the ingest stage."""
+"""Dagster definitions for ingestion: landing-day partitions, raw assets, checks, sensor, job."""
+
+import datetime as dt
+import hashlib
+import json
+import time
 
 import dagster as dg
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
+from dagster_duckdb import DuckDBResource
 
-defs = dg.Definitions()
+from ingest import (
+    IngestError,
+    LoadStats,
+    ensure_raw_schema,
+    find_landing_days,
+    load_landing_day,
+    quality,
+)
+from ingest.schema import SOURCES
+from orchestration.resources import PathsResource
+
+landing_days = dg.DynamicPartitionsDefinition(name="landing_days")
+
+RAW_KEYS = {source: dg.AssetKey(["raw", source]) for source in SOURCES}
+
+_DESCRIPTIONS = {
+    "accounts": "CRM account snapshots (accounts.csv, first day and Mondays), typed and validated.",
+    "users": "Portal user snapshots (users.csv), typed and validated.",
+    "outcomes": "Account outcomes (churned/renewed/expanded/contracted) by effective date.",
+    "events": "Portal events, deduplicated by message id; late events keep their own date. "
+    "Bad lines go to raw.quarantine, opted-out users and non-consenting accounts are dropped.",
+}
+
+
+def _specs() -> list[dg.AssetSpec]:
+    return [
+        dg.AssetSpec(
+            key,
+            description=_DESCRIPTIONS[source],
+            group_name="raw",
+            kinds={"duckdb"},
+            # Events are checked against the same day's snapshots (known ids, consent, opt-outs).
+            deps=[RAW_KEYS["accounts"], RAW_KEYS["users"]] if source == "events" else [],
+        )
+        for source, key in RAW_KEYS.items()
+    ]
+
+
+def _check_specs() -> list[dg.AssetCheckSpec]:
+    return [
+        dg.AssetCheckSpec(name, asset=RAW_KEYS[source], blocking=blocking)
+        for source, checks in quality.CHECKS.items()
+        for name, blocking in checks
+    ]
+
+
+def _metadata(source: str, days: list[LoadStats], seconds: float) -> dict:
+    stats = [d.sources[source] for d in days]
+    by_reason: dict[str, int] = {}
+    for s in stats:
+        for reason, n in s.quarantined_by_reason.items():
+            by_reason[reason] = by_reason.get(reason, 0) + n
+    meta = {
+        "landing_days": len(days),
+        "first_day": days[0].landing_date.isoformat() if days else "",
+        "last_day": days[-1].landing_date.isoformat() if days else "",
+        "files": sum(s.files for s in stats),
+        "rows_read": sum(s.rows_read for s in stats),
+        "rows_loaded": sum(s.rows_loaded for s in stats),
+        "rows_quarantined": sum(s.rows_quarantined for s in stats),
+        "quarantined_by_reason": dg.MetadataValue.json(by_reason),
+        "bytes_read": sum(s.bytes_read for s in stats),
+        "seconds": round(seconds, 2),
+    }
+    if source == "events":
+        loaded = sum(s.rows_loaded for s in stats)
+        meta |= {
+            "duplicates_dropped": sum(s.duplicates_dropped for s in stats),
+            "late_events": sum(s.late_events for s in stats),
+            "opted_out_dropped": sum(s.opted_out_dropped for s in stats),
+            "events_per_second": round(loaded / seconds) if seconds else 0,
+        }
+    return meta
+
+
+def _quarantine_examples(con, source: str, days: list[dt.date]) -> dg.MetadataValue:
+    rows = con.execute(
+        """
+        select reason, source_file || ':' || source_line as loc, detail
+        from raw.quarantine where source = $source and list_contains($days, landing_date)
+        qualify row_number() over (partition by reason order by source_file, source_line) <= 2
+        order by reason, loc limit 16
+        """,
+        {"source": source, "days": days},
+    ).fetchall()
+    lines = ["| reason | file:line | detail |", "|---|---|---|"]
+    lines += [f"| {r} | `{a}` | {d} |" for r, a, d in rows]
+    return dg.MetadataValue.md("\n".join(lines))
+
+
+@dg.multi_asset(
+    name="raw_landing",
+    specs=_specs(),
+    check_specs=_check_specs(),
+    partitions_def=landing_days,
+    # A backfill of hundreds of days runs as ONE run that walks the days in order.
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    can_subset=False,
+)
+def raw_landing(context: dg.AssetExecutionContext, duckdb: DuckDBResource, paths: PathsResource):
+    """Load the selected landing days (each day one transaction) and validate what was loaded."""
+    dates = sorted(dt.date.fromisoformat(k) for k in context.partition_keys)
+    started = time.perf_counter()
+    loaded: list[LoadStats] = []
+    with duckdb.get_connection() as con:
+        ensure_raw_schema(con)
+        for day in dates:
+            try:
+                loaded.append(load_landing_day(con, paths.landing, day))
+            except IngestError as exc:
+                raise dg.Failure(
+                    description=str(exc),
+                    metadata={
+                        "failed_day": day.isoformat(),
+                        "days_loaded_before_failure": len(loaded),
+                    },
+                ) from exc
+        seconds = time.perf_counter() - started
+        context.log.info(f"loaded {len(loaded)} landing day(s) in {seconds:.1f}s")
+        examples = {s: _quarantine_examples(con, s, dates) for s in SOURCES}
+        checks = {s: quality.SUITES[s](con, dates) for s in SOURCES}
+    for source in SOURCES:
+        meta = _metadata(source, loaded, seconds)
+        meta["quarantine_examples"] = examples[source]
+        yield dg.MaterializeResult(asset_key=RAW_KEYS[source], metadata=meta)
+    for source in SOURCES:
+        for r in checks[source]:
+            yield dg.AssetCheckResult(
+                asset_key=RAW_KEYS[source],
+                check_name=r.name,
+                passed=r.passed,
+                severity=dg.AssetCheckSeverity.ERROR if r.blocking else dg.AssetCheckSeverity.WARN,
+                description=r.description,
+                metadata={
+                    "checked_rows": r.checked_rows,
+                    "unexpected_count": r.unexpected_count,
+                    "failing_examples": dg.MetadataValue.json(r.examples),
+                },
+            )
+
+
+ingest_job = dg.define_asset_job(
+    "ingest_job",
+    selection=dg.AssetSelection.assets(*RAW_KEYS.values()),
+    partitions_def=landing_days,
+    description="Load landing days into the raw schema (one day, or a range in one run).",
+)
+
+
+def _range_request(keys: list[str], run_key: str) -> dg.RunRequest:
+    if len(keys) == 1:
+        return dg.RunRequest(partition_key=keys[0], run_key=run_key)
+    return dg.RunRequest(
+        run_key=run_key,
+        tags={ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]},
+    )
+
+
+@dg.sensor(job=ingest_job, minimum_interval_seconds=30)
+def landing_sensor(context: dg.SensorEvaluationContext, paths: PathsResource):
+    """Register complete landing folders as partitions and load new or re-exported days.
+
+    New days found together are added in date order and loaded in one range run; a day whose
+    manifest changed is re-loaded alone. Run keys carry the manifest hash, so nothing launches
+    twice for the same files.
+    """
+    seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
+    found = {d.isoformat(): h for d, h in find_landing_days(paths.landing).items()}
+    new = sorted(k for k in found if k not in seen)
+    changed = sorted(k for k in found if k in seen and seen[k] != found[k])
+    if not new and not changed:
+        return dg.SkipReason(f"no new or changed landing folders in {paths.landing}")
+    existing = set(context.instance.get_dynamic_partitions(landing_days.name))
+    to_add = [k for k in new if k not in existing]
+    requests = [_range_request([k], f"{k}:{found[k]}") for k in changed]
+    if len(new) > 1 and to_add == new:
+        # Added together at the end of the partition list, so the range spans exactly them.
+        digest = _digest([found[k] for k in new])
+        requests.insert(0, _range_request(new, f"{new[0]}..{new[-1]}:{digest}"))
+    else:
+        requests = [_range_request([k], f"{k}:{found[k]}") for k in new] + requests
+    return dg.SensorResult(
+        run_requests=requests,
+        dynamic_partitions_requests=[landing_days.build_add_request(to_add)] if to_add else [],
+        cursor=json.dumps(found, sort_keys=True),
+    )
+
+
+def _digest(parts: list[str]) -> str:
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+
+@dg.schedule(job=ingest_job, cron_schedule="30 6 * * *", execution_timezone="UTC")
+def ingest_daily(context: dg.ScheduleEvaluationContext, paths: PathsResource):
+    """Safety net when the sensor is off: each morning, load the newest complete landing day."""
+    found = find_landing_days(paths.landing)
+    if not found:
+        return dg.SkipReason(f"no complete landing folders in {paths.landing}")
+    existing = set(context.instance.get_dynamic_partitions(landing_days.name))
+    missing = [d.isoformat() for d in found if d.isoformat() not in existing]
+    if missing:
+        context.instance.add_dynamic_partitions(landing_days.name, missing)
+    day, digest = max(found.items())
+    return dg.RunRequest(partition_key=day.isoformat(), run_key=f"{day.isoformat()}:{digest}")
+
+
+defs = dg.Definitions(
+    assets=[raw_landing],
+    jobs=[ingest_job],
+    sensors=[landing_sensor],
+    schedules=[ingest_daily],
+)

@@ -1,0 +1,123 @@
+import gzip
+import json
+
+import dagster as dg
+import duckdb
+import pytest
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
+
+from orchestration.defs.ingest import landing_days, landing_sensor, raw_landing
+from orchestration.resources import shared_resources
+from tests.ingest.conftest import account, event, user, write_day
+
+DAYS = ["2025-03-04", "2025-03-05"]
+
+
+def write_two_days(landing):
+    write_day(landing, DAYS[0], events=[event("m1"), event("m2"), "{broken"],
+              accounts=[account("a1")], users=[user("u1", "a1")])  # fmt: skip
+    write_day(landing, DAYS[1], events=[event("m2"), event("m3", ts="2025-03-05T10:00:00Z")])
+
+
+@pytest.fixture()
+def instance():
+    with dg.instance_for_test() as inst:
+        yield inst
+
+
+def materialize(instance, **kw):
+    return dg.materialize(
+        [raw_landing], instance=instance, resources=shared_resources(), raise_on_error=False, **kw
+    )
+
+
+def test_definitions_load_with_the_ingest_objects():
+    from orchestration.definitions import defs
+
+    assert defs.resolve_job_def("ingest_job") is not None
+    assert defs.resolve_sensor_def("landing_sensor") is not None
+    assert defs.resolve_schedule_def("ingest_daily") is not None
+    keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
+    assert {"raw/events", "raw/accounts", "raw/users", "raw/outcomes"} <= keys
+
+
+def test_materialize_partitions_one_by_one_and_as_a_range(ea_env, instance):
+    write_two_days(ea_env["EA_LANDING_DIR"])
+    instance.add_dynamic_partitions(landing_days.name, DAYS)
+
+    first = materialize(instance, partition_key=DAYS[0])
+    assert first.success
+    mats = {
+        m.asset_key.to_user_string(): m.metadata
+        for m in first.asset_materializations_for_node("raw_landing")
+    }
+    events = mats["raw/events"]
+    assert events["rows_loaded"].value == 2
+    assert events["rows_quarantined"].value == 1
+    assert events["quarantined_by_reason"].value == {"malformed_json": 1}
+    assert "malformed_json" in events["quarantine_examples"].value
+    assert mats["raw/accounts"]["rows_loaded"].value == 1
+    checks = first.get_asset_check_evaluations()
+    assert len(checks) == 16 and all(c.passed for c in checks)
+
+    both = materialize(
+        instance,
+        tags={ASSET_PARTITION_RANGE_START_TAG: DAYS[0], ASSET_PARTITION_RANGE_END_TAG: DAYS[1]},
+    )
+    assert both.success
+    (events,) = [
+        m for m in both.asset_materializations_for_node("raw_landing")
+        if m.asset_key == dg.AssetKey(["raw", "events"])
+    ][:1]  # fmt: skip
+    assert events.metadata["landing_days"].value == 2
+    assert events.metadata["duplicates_dropped"].value == 1
+    with duckdb.connect(str(ea_env["DUCKDB_DATABASE"]), read_only=True) as con:
+        ids = con.execute("select list(message_id order by message_id) from raw.events").fetchone()
+    assert ids[0] == ["m1", "m2", "m3"]
+
+
+def test_unreadable_file_fails_the_run_with_the_file_named(ea_env, instance):
+    write_two_days(ea_env["EA_LANDING_DIR"])
+    folder = ea_env["EA_LANDING_DIR"] / DAYS[1]
+    (folder / "events-001.jsonl.gz").write_bytes(gzip.compress(b'{"x": 1}\n' * 500)[:50])
+    (folder / "_manifest.json").unlink()
+    write_day(ea_env["EA_LANDING_DIR"], DAYS[1], events=[event("m3")])  # rewrites the manifest
+    instance.add_dynamic_partitions(landing_days.name, DAYS)
+    assert materialize(instance, partition_key=DAYS[0]).success
+    result = materialize(instance, partition_key=DAYS[1])
+    assert not result.success
+    failure = result.get_step_failure_events()[0].step_failure_data.error
+    assert "events-001.jsonl.gz" in failure.message
+
+
+def test_sensor_registers_new_days_and_reacts_only_to_changes(ea_env, instance):
+    landing = ea_env["EA_LANDING_DIR"]
+    write_two_days(landing)
+    (landing / "2025-03-06").mkdir()  # still being written: no manifest yet
+    resources = {"paths": shared_resources()["paths"]}
+
+    ctx = dg.build_sensor_context(instance=instance, resources=resources)
+    result = landing_sensor(ctx)
+    assert result.dynamic_partitions_requests[0].partition_keys == DAYS
+    (req,) = result.run_requests
+    assert req.tags[ASSET_PARTITION_RANGE_START_TAG] == DAYS[0]
+    assert req.tags[ASSET_PARTITION_RANGE_END_TAG] == DAYS[1]
+    cursor = result.cursor
+    assert set(json.loads(cursor)) == set(DAYS)
+
+    instance.add_dynamic_partitions(landing_days.name, DAYS)
+    again = landing_sensor(dg.build_sensor_context(instance=instance, cursor=cursor,
+                                                   resources=resources))  # fmt: skip
+    assert isinstance(again, dg.SkipReason)
+
+    # A re-exported day (new manifest) is loaded again, alone, under a new run key.
+    write_day(landing, DAYS[1], events=[event("m9", ts="2025-03-05T10:00:00Z")])
+    changed = landing_sensor(dg.build_sensor_context(instance=instance, cursor=cursor,
+                                                     resources=resources))  # fmt: skip
+    (req,) = changed.run_requests
+    assert req.partition_key == DAYS[1] and req.run_key.startswith(DAYS[1] + ":")
+    assert req.run_key not in {r.run_key for r in result.run_requests}
+    assert changed.dynamic_partitions_requests == []

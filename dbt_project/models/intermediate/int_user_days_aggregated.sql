@@ -1,0 +1,104 @@
+-- Sessions and activity per user per day, with the user's role on that day.
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='microbatch',
+        event_time='activity_date',
+        batch_size=var('microbatch_size'),
+        begin=var('history_start'),
+        lookback=5,
+    )
+}}
+
+with
+
+events as (
+
+    -- filtered to the batch's days by dbt (stg_raw__events has event_time = event_date)
+    select * from {{ ref('stg_raw__events') }}
+
+),
+
+users as (
+
+    select user_id, snapshot_date, user_role from {{ ref('stg_raw__users') }}
+
+),
+
+visible_events as (
+
+    -- only what had happened and had arrived by the as-of date
+    select * from events
+    where event_date <= {{ as_of_date() }}
+        and landing_date <= {{ as_of_date() }}
+
+),
+
+per_user_day as (
+
+    select
+        account_id,
+        user_id,
+        event_date as activity_date,
+        cast(count(case when event_name = 'session_started' then 1 end) as bigint) as sessions,
+        cast(
+            coalesce(sum(case when event_name = 'session_ended' then duration_seconds end), 0) / 60.0
+            as decimal(12, 2)
+        ) as session_minutes,
+        cast(
+            count(case when event_name not in ('csm_email_opened', 'csm_email_clicked') then 1 end)
+            as bigint
+        ) as portal_events,
+        cast(count(case when event_name = 'feature_used' then 1 end) as bigint) as feature_events,
+        cast(count(case when event_name = 'csm_email_opened' then 1 end) as bigint) as csm_emails_opened,
+        cast(count(case when event_name = 'csm_email_clicked' then 1 end) as bigint) as csm_emails_clicked
+    from visible_events
+    group by account_id, user_id, event_date
+
+),
+
+role_on_day as (
+
+    -- the latest user snapshot on or before the day; before the first snapshot, the first one
+    select
+        per_user_day.user_id,
+        per_user_day.activity_date,
+        users.user_role
+    from per_user_day
+    inner join users
+        on per_user_day.user_id = users.user_id
+        and users.snapshot_date <= {{ as_of_date() }}
+    qualify row_number() over (
+        partition by per_user_day.user_id, per_user_day.activity_date
+        order by
+            case when users.snapshot_date <= per_user_day.activity_date then 0 else 1 end asc nulls last,
+            case when users.snapshot_date <= per_user_day.activity_date then users.snapshot_date end desc nulls last,
+            users.snapshot_date asc nulls last
+    ) = 1
+
+),
+
+final as (
+
+    select
+        md5(concat_ws('|', per_user_day.user_id, cast(per_user_day.activity_date as string))) as user_day_id,
+        per_user_day.account_id,
+        per_user_day.user_id,
+        per_user_day.activity_date,
+        coalesce(role_on_day.user_role, 'unknown') as user_role,
+        coalesce(role_on_day.user_role = 'admin', false) as is_admin,
+        per_user_day.portal_events > 0 as is_active,
+        per_user_day.sessions,
+        per_user_day.session_minutes,
+        per_user_day.portal_events,
+        per_user_day.feature_events,
+        per_user_day.csm_emails_opened,
+        per_user_day.csm_emails_clicked
+    from per_user_day
+    left join role_on_day
+        on per_user_day.user_id = role_on_day.user_id
+        and per_user_day.activity_date = role_on_day.activity_date
+
+)
+
+select * from final

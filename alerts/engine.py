@@ -105,7 +105,11 @@ def check_inputs(con, ruleset: RuleSet) -> None:
         )
 
 
-def _build_eval_table(con, as_of: dt.date) -> None:
+def build_eval_table(con, start: dt.date, end: dt.date | None = None, name="_ea_eval") -> None:
+    """Temp table `name`: one row per account and as-of day in [start, end] with every column a
+    rule may use (health mart + that day's scores and anomalies + landing status), and the gate.
+    """
+    end = end or start
     has_dim = _table_exists(con, "marts", "dim_accounts")
     dim_join = (
         "left join (select account_id, any_value(account_name) as account_name "
@@ -122,13 +126,14 @@ def _build_eval_table(con, as_of: dt.date) -> None:
     )
     con.execute(
         f"""
-        create or replace temp table _ea_eval as
+        create or replace temp table {name} as
         with health as (
-            select * from marts.account_health where as_of_date = $d
+            select * from marts.account_health where as_of_date between $s and $e
         ),
         scores as (
             select
                 account_id,
+                as_of_date,
                 max(probability) filter (where model_name = 'churn') as churn_probability,
                 max(percentile) filter (where model_name = 'churn') as churn_percentile,
                 max(band) filter (where model_name = 'churn') as churn_band,
@@ -138,42 +143,44 @@ def _build_eval_table(con, as_of: dt.date) -> None:
                 max(band) filter (where model_name = 'expansion') as expansion_band,
                 {drivers}
             from ml.account_scores
-            where as_of_date = $d
-            group by account_id
+            where as_of_date between $s and $e
+            group by account_id, as_of_date
         ),
         anomalies as (
             select
                 account_id,
+                activity_date as as_of_date,
                 count(*) as anomaly_count,
                 count(*) filter (where robust_z < 0) as anomaly_drop_count,
                 min(robust_z) as anomaly_min_z,
                 max(robust_z) as anomaly_max_z
             from ml.anomalies
-            where activity_date = $d
-            group by account_id
+            where activity_date between $s and $e
+            group by account_id, activity_date
         ),
         freshness as (
-            select coalesce(bool_and(is_landed), false) as day_is_landed
+            select activity_date as as_of_date, bool_and(is_landed) as is_landed
             from marts.data_freshness
-            where activity_date = $d
+            where activity_date between $s and $e
+            group by activity_date
         )
         select
             h.* replace (coalesce(h.is_data_complete, false) as is_data_complete),
-            s.* exclude (account_id),
+            s.* exclude (account_id, as_of_date),
             coalesce(a.anomaly_count, 0) as anomaly_count,
             coalesce(a.anomaly_drop_count, 0) as anomaly_drop_count,
             a.anomaly_min_z,
             a.anomaly_max_z,
-            f.day_is_landed,
-            coalesce(h.is_data_complete, false) and f.day_is_landed as _gate_ok,
+            coalesce(f.is_landed, false) as day_is_landed,
+            coalesce(h.is_data_complete, false) and coalesce(f.is_landed, false) as _gate_ok,
             {name_expr} as _account_name
         from health h
-        cross join freshness f
-        left join scores s using (account_id)
-        left join anomalies a using (account_id)
+        left join freshness f using (as_of_date)
+        left join scores s using (account_id, as_of_date)
+        left join anomalies a using (account_id, as_of_date)
         {dim_join}
         """,
-        {"d": as_of},
+        {"s": start, "e": end},
     )
 
 
@@ -346,7 +353,7 @@ def evaluate(
 
 
 def _evaluate_in_transaction(con, ruleset, routing, as_of, at, env, result) -> None:
-    _build_eval_table(con, as_of)
+    build_eval_table(con, as_of)
     total, gated = con.execute(
         "select count(*), count(*) filter (where not _gate_ok) from _ea_eval"
     ).fetchall()[0]

@@ -1,0 +1,192 @@
+"""Command line for the alert engine: validate, evaluate, list/ack/snooze/resolve, backtest."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import sys
+from pathlib import Path
+
+import duckdb
+
+from alerts.backtest import backtest
+from alerts.engine import EvaluationError, evaluate
+from alerts.lifecycle import TransitionError, escalate_overdue, snooze, transition
+from alerts.rules import RulesFileError, columns_from_connection, load_routing, load_rules
+from alerts.schema import ensure_schema
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2025-03-04") from exc
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m alerts", description=__doc__)
+    p.add_argument(
+        "--database",
+        default=os.environ.get("DUCKDB_DATABASE"),
+        help="DuckDB warehouse file (default: $DUCKDB_DATABASE)",
+    )
+    p.add_argument(
+        "--config",
+        default=os.environ.get("EA_CONFIG_DIR", "config"),
+        help="folder with rules.yml, routing.yml, templates/ (default: $EA_CONFIG_DIR or ./config)",
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("validate", help="check rules.yml, routing.yml and templates")
+    ev = sub.add_parser("evaluate", help="evaluate the rules for one as-of date")
+    ev.add_argument("--as-of", type=_date, required=True)
+    ls = sub.add_parser("list", help="alerts you may see (CSM: own, manager: team, admin: all)")
+    ls.add_argument("--as", dest="actor", required=True, help="your email")
+    ls.add_argument("--status", default="active", help="active (default), all, or one status")
+    ls.add_argument("--limit", type=int, default=50)
+    for name, helptext in (("ack", "acknowledge an alert"), ("resolve", "resolve an alert")):
+        sp = sub.add_parser(name, help=helptext)
+        sp.add_argument("alert_id")
+        sp.add_argument("--as", dest="actor", required=True)
+        sp.add_argument("--reason", required=name == "resolve", default=None)
+    sn = sub.add_parser("snooze", help="hide an alert and its repeats until a date")
+    sn.add_argument("alert_id")
+    sn.add_argument("--until", type=_date, required=True)
+    sn.add_argument("--as", dest="actor", required=True)
+    sn.add_argument("--reason", default=None)
+    bt = sub.add_parser("backtest", help="replay the rules over past dates")
+    bt.add_argument("--start", type=_date, required=True)
+    bt.add_argument("--end", type=_date, required=True)
+    bt.add_argument("--horizon-days", type=int, default=90)
+    es = sub.add_parser("escalate", help="escalate open alerts past their SLA")
+    es.add_argument("--now", default=None, help="ISO timestamp (default: current UTC time)")
+    return p
+
+
+def _scope(con, routing, actor: str) -> tuple[str, str, list]:
+    """(role, SQL filter, params) for what `actor` may see and act on."""
+    actor = actor.lower()
+    role = routing.role_of(actor)
+    if role == "csm":
+        manages = con.execute(
+            "select count(*) from alerts.alerts where lower(escalation_email) = ?", [actor]
+        ).fetchall()[0][0]
+        role = "manager" if manages else "csm"
+    if role == "admin":
+        return role, "true", []
+    if role == "manager":
+        return role, "(lower(owner_email) = ? or lower(escalation_email) = ?)", [actor, actor]
+    return role, "lower(owner_email) = ?", [actor]
+
+
+def _check_in_scope(con, routing, actor: str, alert_id: str) -> None:
+    role, where, params = _scope(con, routing, actor)
+    found = con.execute(
+        f"select count(*) from alerts.alerts where alert_id = ? and {where}", [alert_id, *params]
+    ).fetchall()[0][0]
+    exists = con.execute(
+        "select count(*) from alerts.alerts where alert_id = ?", [alert_id]
+    ).fetchall()[0][0]
+    if exists and not found:
+        raise TransitionError(
+            f"{actor} ({role}) may not act on alert {alert_id}: it is not in their book or team"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    config = Path(args.config)
+    try:
+        if args.command == "validate" and not args.database:
+            rs = load_rules(config / "rules.yml")
+            load_routing(config / "routing.yml")
+            print(f"ok: {len(rs.rules)} rules ({len(rs.enabled)} enabled), routing valid")
+            return 0
+        if not args.database:
+            print("error: give --database PATH or set DUCKDB_DATABASE", file=sys.stderr)
+            return 2
+        read_only = args.command in ("list",) and Path(args.database).exists()
+        con = duckdb.connect(args.database, read_only=read_only)
+        try:
+            if not read_only:
+                ensure_schema(con)
+            return _run(con, args, config)
+        finally:
+            con.close()
+    except (RulesFileError, EvaluationError, TransitionError, duckdb.Error) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _run(con, args, config: Path) -> int:
+    routing = load_routing(config / "routing.yml")
+    templates = config / "templates" / "recommendations"
+    cmd = args.command
+    if cmd in ("validate", "evaluate", "backtest"):
+        rules = load_rules(config / "rules.yml", columns_from_connection(con), templates)
+        if cmd == "validate":
+            print(
+                f"ok: {len(rules.rules)} rules ({len(rules.enabled)} enabled) match the warehouse"
+            )
+        elif cmd == "evaluate":
+            result = evaluate(con, rules, routing, args.as_of, templates)
+            for key, value in result.summary().items():
+                print(f"{key:>20}: {value}")
+        else:
+            frame = backtest(con, rules, args.start, args.end, args.horizon_days)
+            cols = ["rule_id", "alerts_raised", "alerts_per_csm_per_week", "precision", "recall"]
+            print(frame[[*cols, "median_lead_days"]].to_string(index=False))
+        return 0
+    if cmd == "list":
+        if not _has_alerts(con):
+            print("no alerts yet (run `python -m alerts evaluate --as-of D` first)")
+            return 0
+        role, where, params = _scope(con, routing, args.actor)
+        if args.status == "active":
+            where += " and status in ('open', 'acknowledged')"
+        elif args.status != "all":
+            where += " and status = ?"
+            params.append(args.status)
+        rows = con.execute(
+            f"""
+            select alert_id, severity, status, account_name, rule_id, owner_email,
+                   strftime(sla_due_at, '%Y-%m-%d %H:%M') as sla_due, round(priority) as priority
+            from alerts.alerts where {where}
+            order by case severity when 'critical' then 0 when 'high' then 1
+                     when 'medium' then 2 else 3 end, priority desc nulls last
+            limit ?
+            """,
+            [*params, args.limit],
+        ).fetchall()
+        print(f"{len(rows)} alert(s) visible to {args.actor} as {role}")
+        for r in rows:
+            print("  ".join(str(v) for v in r))
+        return 0
+    if cmd == "escalate":
+        now = dt.datetime.fromisoformat(args.now) if args.now else dt.datetime.now(dt.UTC)
+        for esc in escalate_overdue(con, now):
+            print(f"escalated {esc['alert_id']} to {esc['escalated_to']}")
+        return 0
+    _check_in_scope(con, routing, args.actor, args.alert_id)
+    if cmd == "ack":
+        out = transition(con, args.alert_id, "acknowledged", args.actor, args.reason)
+    elif cmd == "resolve":
+        out = transition(con, args.alert_id, "resolved", args.actor, args.reason)
+    else:
+        snooze(con, args.alert_id, args.until, args.actor, args.reason)
+        out = {"alert_id": args.alert_id, "to_status": f"snoozed until {args.until}"}
+    print(f"{out['alert_id']}: {out['to_status']}")
+    return 0
+
+
+def _has_alerts(con) -> bool:
+    return bool(
+        con.execute(
+            "select count(*) from information_schema.tables "
+            "where table_schema = 'alerts' and table_name = 'alerts'"
+        ).fetchall()[0][0]
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

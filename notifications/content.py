@@ -68,7 +68,7 @@ def _require(con, table: str, producer: str) -> None:
         "select count(*) from information_schema.tables where table_schema = $s and "
         "table_name = $n",
         {"s": schema, "n": name},
-    ).fetchone()[0]
+    ).fetchall()[0][0]
     if not found:
         raise RuntimeError(f"Table {table} does not exist yet: materialize {producer} first.")
 
@@ -79,7 +79,7 @@ def _table_exists(con, schema: str, name: str) -> bool:
             "select count(*) from information_schema.tables where table_schema = $s and "
             "table_name = $n",
             {"s": schema, "n": name},
-        ).fetchone()[0]
+        ).fetchall()[0][0]
     )
 
 

@@ -140,7 +140,7 @@ def enqueue(con, deliveries: Iterable[Delivery], now: dt.datetime | None = None)
             "payload_json": [json.dumps(d.payload, default=str) for d in rows],
         }
     )
-    before = con.execute("select count(*) from ops.outbox").fetchone()[0]
+    before = con.execute("select count(*) from ops.outbox").fetchall()[0][0]
     con.register("_ea_new_deliveries", table)
     try:
         con.execute(
@@ -158,7 +158,7 @@ def enqueue(con, deliveries: Iterable[Delivery], now: dt.datetime | None = None)
         )
     finally:
         con.unregister("_ea_new_deliveries")
-    return con.execute("select count(*) from ops.outbox").fetchone()[0] - before
+    return con.execute("select count(*) from ops.outbox").fetchall()[0][0] - before
 
 
 def due_rows(

@@ -57,7 +57,10 @@ class ContractServer:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
                 status, headers, body = server._dispatch(
-                    self.command, self.path, dict(self.headers), raw
+                    self.command,
+                    self.path,
+                    self.headers,
+                    raw,  # case-insensitive lookups
                 )
                 if status < 0:  # hang: the client gave up, nothing to write
                     return
@@ -96,7 +99,7 @@ class ContractServer:
         self.stop()
 
     # -- plumbing ------------------------------------------------------------------------------
-    def _dispatch(self, method: str, path: str, headers: dict[str, str], raw: bytes) -> Response:
+    def _dispatch(self, method: str, path: str, headers: Any, raw: bytes) -> Response:
         with self._lock:
             self.requests.append({"method": method, "path": path, "headers": headers, "body": raw})
             fault = self._faults.popleft() if self._faults else None
@@ -118,7 +121,7 @@ class ContractServer:
         return response
 
     def authorize(self, headers: dict[str, str], raw: bytes) -> str | None:
-        auth = headers.get("Authorization") or headers.get("authorization") or ""
+        auth = headers.get("Authorization") or ""
         if auth != f"Bearer {self.token}":
             return "missing or wrong 'Authorization: Bearer <token>' header"
         return None
@@ -315,7 +318,7 @@ class WebhookServer(ContractServer):
         self.posts = 0
 
     def authorize(self, headers, raw):
-        sent = headers.get("X-EA-Signature") or headers.get("x-ea-signature") or ""
+        sent = headers.get("X-EA-Signature") or ""
         want = "sha256=" + hmac.new(self.secret.encode(), raw, hashlib.sha256).hexdigest()
         if not hmac.compare_digest(sent, want):
             return "bad or missing X-EA-Signature"
@@ -324,7 +327,7 @@ class WebhookServer(ContractServer):
     def handle(self, method, path, body, headers):
         if method != "POST":
             return 405, {}, {"message": "POST only"}
-        key = headers.get("Idempotency-Key") or headers.get("idempotency-key")
+        key = headers.get("Idempotency-Key")
         if not key:
             return self.reject("Idempotency-Key header is required")
         self.posts += 1

@@ -1,0 +1,200 @@
+"""Email deliveries through a real SMTP server: scoping, parts, invites, retries, no duplicates."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+
+from notifications import ics
+from notifications.capture import CaptureServer, free_port
+from notifications.digest import build_critical_alerts, build_digests
+from notifications.mail import SmtpConfig, SmtpSender
+from notifications.outbox import RetryPolicy, deliver_due, enqueue, outbox_counts
+from notifications.testing.sample import CHAMPION_EMAIL, OPTED_OUT_EMAIL
+
+from .conftest import DAY, NOW, TEMPLATES
+
+ALL_ACCOUNTS = {
+    "Acme Logistics",
+    "Globex Health",
+    "Initech Finance",
+    "Umbrella Retail",
+    "Hooli Media",
+}
+
+
+def _send_digests(con, content, smtp, now=NOW):
+    built = build_digests(con, DAY, TEMPLATES, content, now)
+    enqueue(con, built, now)
+    return deliver_due(con, {"email": smtp}, now, rng=random.Random(1))
+
+
+def _html(msg) -> str:
+    return msg.get_body(preferencelist=("html",)).get_content()
+
+
+def _by_recipient(capture):
+    return {c.envelope_to[0]: c for c in capture.messages()}
+
+
+def test_each_person_gets_only_their_own_book(con, content, smtp, capture):
+    report = _send_digests(con, content, smtp)
+    mails = _by_recipient(capture)
+    assert report.sent == len(mails) == 7
+    for c in capture.messages():
+        assert len(c.envelope_to) == 1  # nobody is copied on someone else's digest
+    expected = {
+        "ana@example.com": {"Acme Logistics", "Globex Health"},
+        "ben@example.com": {"Initech Finance"},
+        "cara@example.com": {"Umbrella Retail", "Hooli Media"},
+        "north.lead@example.com": {"Acme Logistics", "Globex Health", "Initech Finance"},
+        "south.lead@example.com": {"Umbrella Retail", "Hooli Media"},
+        "cs-director@example.com": ALL_ACCOUNTS,
+        "data-team@example.com": ALL_ACCOUNTS,
+    }
+    for recipient, accounts in expected.items():
+        html = _html(mails[recipient].message)
+        shown = {a for a in ALL_ACCOUNTS if a in html}
+        assert shown == accounts, recipient
+    # Warehouse-wide data alerts and delivery health go to admins only.
+    assert "All accounts (data)" in _html(mails["data-team@example.com"].message)
+    assert "Delivery health" in _html(mails["cs-director@example.com"].message)
+    assert "Delivery health" not in _html(mails["ana@example.com"].message)
+
+
+def test_digest_content_order_privacy_and_parts(con, content, smtp, capture):
+    _send_digests(con, content, smtp)
+    mails = _by_recipient(capture)
+    msg = mails["ana@example.com"].message
+    assert msg.get_content_type() == "multipart/mixed"
+    text = msg.get_body(preferencelist=("plain",)).get_content()
+    html = _html(msg)
+    # Critical and high alerts first as cards, the medium one in the compact table below.
+    assert html.index("Acme Logistics") < html.index("Globex Health") < html.index("Also open")
+    assert "NEEDS ATTENTION NOW" in text and "ALSO OPEN" in text
+    assert "border-left" in html or "#e62b34" in html
+    assert "▼" in html and "▲" in html
+    for banned in ("display:flex", "display: flex", "position:absolute", "position: absolute"):
+        assert banned not in html
+    assert f"mailto:{CHAMPION_EMAIL}" in html and "mailto:north.lead@example.com" in html
+    for c in capture.messages():  # the opted-out user is never named, in any message
+        assert OPTED_OUT_EMAIL not in c.path.read_text(errors="replace")
+    # Snoozed, resolved and over-budget alerts are not listed individually.
+    cara = _html(mails["cara@example.com"].message)
+    assert "Share the feature guide" not in cara and "1 lower-priority alert" in cara
+    assert "Check renewal" not in cara
+    assert "Old drop" not in html
+
+
+def test_invite_attachment_is_rfc5545(con, content, smtp, capture):
+    _send_digests(con, content, smtp)
+    msg = _by_recipient(capture)["ana@example.com"].message
+    invites = [p for p in msg.iter_attachments() if p.get_content_type() == "text/calendar"]
+    assert len(invites) == 1
+    assert invites[0].get_param("method") == "REQUEST"
+    raw = invites[0].get_payload(decode=True).decode("utf-8")
+    assert raw.endswith("\r\n") and "\n" not in raw.replace("\r\n", "")
+    assert all(len(line.encode()) <= 75 for line in raw.split("\r\n"))
+    props = {name: (params, value) for name, params, value in ics.parse(raw)}
+    assert props["METHOD"][1] == "REQUEST"
+    assert props["UID"][1] == "al_crit_acme@engagement-alerts"
+    for key in ("DTSTAMP", "DTSTART", "DTEND"):
+        dt.datetime.strptime(props[key][1], "%Y%m%dT%H%M%SZ")
+    assert props["DTSTART"][1] < props["DTEND"][1]
+    description = ics.unescape_text(props["DESCRIPTION"][1])
+    assert "Acme Logistics" in description and "al_crit_acme" in description
+    attendees = [v for n, _, v in ics.parse(raw) if n == "ATTENDEE"]
+    assert f"mailto:{CHAMPION_EMAIL}" in attendees
+
+
+def test_ics_folding_and_escaping_round_trip():
+    text = "Ünïcode, commas; semicolons \\ and\nnewlines " * 8
+    cal = ics.meeting_request(
+        uid="x@y",
+        organizer_email="a@b.c",
+        attendees=["d@e.f"],
+        summary="S",
+        description=text,
+        start=dt.datetime(2025, 1, 2, 3),
+        stamp=dt.datetime(2025, 1, 1),
+    )
+    assert all(len(line.encode()) <= 75 for line in cal.split("\r\n"))
+    desc = next(v for n, _, v in ics.parse(cal) if n == "DESCRIPTION")
+    assert ics.unescape_text(desc) == text
+
+
+def test_rerun_sends_nothing_twice(con, content, smtp, capture):
+    _send_digests(con, content, smtp)
+    first = len(capture.messages())
+    report = _send_digests(con, content, smtp, NOW + dt.timedelta(hours=1))
+    assert report.attempted == 0
+    assert len(capture.messages()) == first
+    assert outbox_counts(con)["sent"] == first
+
+
+def test_critical_alerts_go_out_immediately(con, content, smtp, capture):
+    built = build_critical_alerts(con, TEMPLATES, content, NOW)
+    enqueue(con, built, NOW)
+    deliver_due(con, {"email": smtp}, NOW)
+    mails = capture.messages()
+    assert sorted(m.message["Subject"] for m in mails) == [
+        "Critical: Acme Logistics - churn risk",
+        "Critical: Hooli Media - churn risk",
+    ]
+    acme = next(m for m in mails if "Acme" in m.message["Subject"])
+    assert acme.message["To"] == "ana@example.com"
+    assert acme.message["Cc"] == "north.lead@example.com"
+    assert sorted(acme.envelope_to) == ["ana@example.com", "north.lead@example.com"]
+    # Already sent: a later tick finds nothing new to send.
+    assert build_critical_alerts(con, TEMPLATES, content, NOW) == []
+
+
+def test_smtp_down_waits_in_outbox_then_goes_out_exactly_once(con, content, tmp_path):
+    port = free_port()
+    sender = SmtpSender(SmtpConfig(port=port, timeout_seconds=2))
+    policy = RetryPolicy(max_attempts=5, base_seconds=60)
+    built = build_critical_alerts(con, TEMPLATES, content, NOW)
+    enqueue(con, built, NOW)
+    report = deliver_due(con, {"email": sender}, NOW, policy)
+    assert report.failed == 2 and report.sent == 0
+    assert outbox_counts(con)["failed"] == 2
+    # Not due yet: the backoff holds the next attempt back.
+    assert deliver_due(con, {"email": sender}, NOW + dt.timedelta(seconds=5), policy).attempted == 0
+    with CaptureServer(tmp_path / "mail2", port=port) as server:
+        later = NOW + dt.timedelta(minutes=5)
+        assert deliver_due(con, {"email": sender}, later, policy).sent == 2
+        assert (
+            deliver_due(con, {"email": sender}, later + dt.timedelta(hours=1), policy).attempted
+            == 0
+        )
+        assert len(server.messages()) == 2
+    log = con.execute(
+        "select outcome, count(*) from ops.delivery_log group by all order by 1"
+    ).fetchall()
+    assert log == [("failed", 2), ("sent", 2)]
+
+
+def test_crash_after_send_is_deduplicated_by_message_id(con, content, smtp, capture):
+    from notifications.outbox import DeliveryError
+
+    def crashing(row):
+        smtp(row)  # the mail goes out ...
+        raise DeliveryError("process died before marking sent")  # ... but is not recorded
+
+    enqueue(con, build_critical_alerts(con, TEMPLATES, content, NOW), NOW)
+    deliver_due(con, {"email": crashing}, NOW, RetryPolicy(base_seconds=1, jitter=0))
+    assert deliver_due(con, {"email": smtp}, NOW + dt.timedelta(minutes=1)).sent == 2
+    assert len(capture.messages()) == 2
+    assert capture.handler.duplicates == 2
+
+
+def test_dead_after_max_attempts_is_visible(con, content):
+    sender = SmtpSender(SmtpConfig(port=free_port(), timeout_seconds=1))
+    policy = RetryPolicy(max_attempts=2, base_seconds=1, jitter=0)
+    enqueue(con, build_critical_alerts(con, TEMPLATES, content, NOW), NOW)
+    deliver_due(con, {"email": sender}, NOW, policy)
+    report = deliver_due(con, {"email": sender}, NOW + dt.timedelta(minutes=1), policy)
+    assert report.dead == 2
+    assert outbox_counts(con)["dead"] == 2
+    # Dead rows are never retried again.
+    assert deliver_due(con, {"email": sender}, NOW + dt.timedelta(days=1), policy).attempted == 0

@@ -16,7 +16,8 @@ class TrainConfig:
 
     model_name: str = "churn"
     label: str = "label_churn"
-    horizon_days: int = 90
+    # dbt var churn_horizon_days / expand_horizon_days.
+    horizon_days: int = 30
     # Fractions of the distinct as-of dates (after dropping unobservable rows), oldest first.
     train_fraction: float = 0.6
     validation_fraction: float = 0.2
@@ -42,6 +43,9 @@ class TrainConfig:
     # Share of the holdout treated as "alerted" for precision/recall/lift and lead time.
     top_fraction: float = 0.10
     lead_time_days: int = 30
+    # How far before an event an alert still counts as "for" that event (longer than the
+    # label horizon: the score may rise before the label window opens).
+    lead_time_window_days: int = 120
     # Promotion: the candidate must beat baseline and champion on this holdout metric.
     primary_metric: str = "pr_auc"
     min_margin_over_baseline: float = 0.0
@@ -68,7 +72,7 @@ def expansion_config(**overrides) -> TrainConfig:
     defaults = {
         "model_name": "expansion",
         "label": "label_expand",
-        "horizon_days": 90,
+        "horizon_days": 60,
         "baseline_drop": -0.2,
         "baseline_utilisation": 0.8,
     }

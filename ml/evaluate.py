@@ -66,11 +66,11 @@ def lead_times(
     probabilities: np.ndarray,
     event_dates: pd.DataFrame,
     threshold: float,
-    horizon_days: int,
+    window_days: int,
 ) -> pd.DataFrame:
     """For each account with an event in the test period, days between first alert and the event.
 
-    An alert is the first test-period as-of date within `horizon_days` before the event whose
+    An alert is the first test-period as-of date within `window_days` before the event whose
     probability reached `threshold`. Accounts never alerted have a missing lead time.
     """
     scored = test[["account_id", "as_of_date"]].assign(
@@ -82,7 +82,7 @@ def lead_times(
     merged = scored.merge(events, on="account_id")
     window = merged[
         (merged["as_of_date"] < merged["event_date"])
-        & (merged["as_of_date"] >= merged["event_date"] - pd.Timedelta(days=horizon_days))
+        & (merged["as_of_date"] >= merged["event_date"] - pd.Timedelta(days=window_days))
         & (merged["probability"] >= threshold)
     ]
     first_alert = (

@@ -142,7 +142,7 @@ def train_model(
         # The whole grid, not just the test rows: an event early in the test period was
         # first seen by rows inside the gap before it.
         event_dates = event_dates_from_labels(frame, config.horizon_days, config.label)
-    leads = evaluate.lead_times(test, proba, event_dates, threshold, config.horizon_days)
+    leads = evaluate.lead_times(test, proba, event_dates, threshold, config.lead_time_window_days)
     metrics.update(evaluate.lead_time_summary(leads, config.lead_time_days))
     metrics["alert_threshold"] = threshold
     metrics["best_iteration"] = float(booster.current_iteration())

@@ -79,6 +79,8 @@ def feature_grid(
             ).ravel(),
             "seat_utilisation": (active_users_28d / seats[:, None]).ravel(),
             "days_since_admin_activity": np.round(admin_quiet).ravel(),
+            # Planted expansion signal: premium features take off before an upgrade.
+            "premium_feature_events_28d": rng.poisson(3 + 25 * growth).ravel(),
             "days_since_last_activity": np.round(rng.exponential(1 + 5 * decline)).ravel(),
             "days_to_renewal": ((renewal_offset[:, None] - day) % 365).ravel(),
             "arr": np.repeat(seats * 1200.0, n_steps),

@@ -1,5 +1,261 @@
-"""Dagster definitions for the alerts stage."""
+"""Dagster definitions for the alerts stage: evaluate rules, check them, backtest, escalate SLAs."""
+
+import datetime as dt
+import time
 
 import dagster as dg
+import duckdb as duckdb_lib
+from dagster_duckdb import DuckDBResource
 
-defs = dg.Definitions()
+from alerts.backtest import backtest
+from alerts.engine import EvaluationError, evaluate
+from alerts.lifecycle import escalate_overdue
+from alerts.rules import RulesFileError, columns_from_connection, load_routing, load_rules
+from alerts.schema import ensure_schema
+from orchestration.asof import AsOfConfig, resolve_as_of
+from orchestration.resources import PathsResource
+
+ALERTS = dg.AssetKey(["alerts", "alerts"])
+BACKTEST = dg.AssetKey(["alerts", "backtest"])
+ESCALATIONS = dg.AssetKey(["alerts", "sla_escalations"])
+INPUTS = [
+    dg.AssetKey(["marts", "account_health"]),
+    dg.AssetKey(["marts", "data_freshness"]),
+    dg.AssetKey(["ml", "account_scores"]),
+    dg.AssetKey(["ml", "anomalies"]),
+]
+
+
+def _templates(paths: PathsResource):
+    return paths.config / "templates" / "recommendations"
+
+
+def _load(con, paths: PathsResource):
+    """Rules validated against the live warehouse columns, and routing; Failure says what to fix."""
+    try:
+        rules = load_rules(
+            paths.config / "rules.yml", columns_from_connection(con), _templates(paths)
+        )
+        routing = load_routing(paths.config / "routing.yml")
+    except RulesFileError as exc:
+        raise dg.Failure(description=str(exc)) from exc
+    return rules, routing
+
+
+@dg.asset(
+    key=ALERTS,
+    deps=INPUTS,
+    group_name="alerts",
+    kinds={"duckdb", "python"},
+    description="Alerts for the run's as-of date from config/rules.yml: new episodes raised, "
+    "continuing ones updated, cleared ones resolved, with priority, routing, explanation and "
+    "recommendation. Accounts whose data has not fully landed get one data freshness alert.",
+)
+def alerts_alerts(
+    context: dg.AssetExecutionContext,
+    config: AsOfConfig,
+    duckdb: DuckDBResource,
+    paths: PathsResource,
+) -> dg.MaterializeResult:
+    with duckdb.get_connection() as con:
+        as_of = resolve_as_of(con, config)
+        rules, routing = _load(con, paths)
+        try:
+            result = evaluate(con, rules, routing, as_of, _templates(paths))
+        except EvaluationError as exc:
+            raise dg.Failure(description=str(exc)) from exc
+    context.log.info(f"alerts for {as_of}: {result.summary()}")
+    return dg.MaterializeResult(
+        metadata={
+            "as_of_date": str(as_of),
+            "rules_version": rules.digest,
+            "accounts_evaluated": result.accounts_evaluated,
+            "accounts_gated_by_freshness": result.accounts_gated,
+            "new": result.new_alerts,
+            "continued": result.continued_alerts,
+            "resolved": result.resolved_alerts,
+            "expired": result.expired_alerts,
+            "suppressed_cooldown": result.suppressed_cooldown,
+            "suppressed_snooze": result.suppressed_snooze,
+            "escalations": result.escalations,
+            "open_by_severity": dg.MetadataValue.json(result.open_by_severity),
+            "open_by_type": dg.MetadataValue.json(result.open_by_type),
+            "budget_overflow_total": sum(result.budget_overflow.values()),
+            "budget_overflow_by_owner": dg.MetadataValue.json(result.budget_overflow),
+            "examples": dg.MetadataValue.json(
+                [{k: str(v) for k, v in e.items()} for e in result.examples]
+            ),
+            "seconds": result.seconds,
+        }
+    )
+
+
+@dg.asset_check(
+    asset=ALERTS,
+    blocking=True,
+    description="config/rules.yml, routing.yml and the templates validate against the live "
+    "warehouse columns (a broken rules file stops deliveries).",
+)
+def rules_file_validates(duckdb: DuckDBResource, paths: PathsResource) -> dg.AssetCheckResult:
+    with duckdb.get_connection() as con:
+        try:
+            rules = load_rules(
+                paths.config / "rules.yml", columns_from_connection(con), _templates(paths)
+            )
+            load_routing(paths.config / "routing.yml")
+        except RulesFileError as exc:
+            return dg.AssetCheckResult(
+                passed=False,
+                metadata={"problems": dg.MetadataValue.json(exc.problems), "file": exc.path},
+            )
+    return dg.AssetCheckResult(
+        passed=True,
+        metadata={
+            "rules": len(rules.rules),
+            "enabled": len(rules.enabled),
+            "rules_version": rules.digest,
+        },
+    )
+
+
+class BacktestConfig(dg.Config):
+    """Date range to replay; empty start/end = the 180 days up to the latest health date."""
+
+    start_date: str = ""
+    end_date: str = ""
+    horizon_days: int = 90
+
+
+@dg.asset(
+    key=BACKTEST,
+    deps=[INPUTS[0], INPUTS[2], dg.AssetKey(["raw", "outcomes"])],
+    group_name="alerts",
+    kinds={"duckdb", "python"},
+    description="Replays the rules over past dates (point-in-time data only) and scores them "
+    "against outcomes: alerts per CSM per week, precision, recall, lead time. On demand.",
+)
+def alerts_backtest(
+    context: dg.AssetExecutionContext,
+    config: BacktestConfig,
+    duckdb: DuckDBResource,
+    paths: PathsResource,
+) -> dg.MaterializeResult:
+    with duckdb.get_connection() as con:
+        rules, _ = _load(con, paths)
+        if config.end_date:
+            end = dt.date.fromisoformat(config.end_date)
+        else:
+            end = con.execute("select max(as_of_date) from marts.account_health").fetchall()[0][0]
+            if end is None:
+                raise dg.Failure(description="marts.account_health is empty: build the marts first")
+        start = (
+            dt.date.fromisoformat(config.start_date)
+            if config.start_date
+            else end - dt.timedelta(days=179)
+        )
+        try:
+            frame = backtest(con, rules, start, end, config.horizon_days)
+        except EvaluationError as exc:
+            raise dg.Failure(description=str(exc)) from exc
+    overall = frame.set_index("rule_id").loc["__overall__"]
+    return dg.MaterializeResult(
+        metadata={
+            "start_date": str(start),
+            "end_date": str(end),
+            "horizon_days": config.horizon_days,
+            "alerts_raised": int(overall["alerts_raised"]),
+            "alerts_per_csm_per_week": _num(overall["alerts_per_csm_per_week"]),
+            "precision": _num(overall["precision"]),
+            "recall": _num(overall["recall"]),
+            "median_lead_days": _num(overall["median_lead_days"]),
+            "by_rule": dg.MetadataValue.json(
+                [
+                    {k: (None if v != v else v) for k, v in row.items()}
+                    for row in frame.drop(columns=["start_date", "end_date", "computed_at"])
+                    .astype(object)
+                    .to_dict("records")
+                ]
+            ),
+            "seconds": frame.attrs.get("seconds", 0.0),
+        }
+    )
+
+
+def _num(value) -> float:
+    try:
+        return float(value) if value is not None and value == value else float("nan")
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+@dg.asset(
+    key=ESCALATIONS,
+    deps=[ALERTS],
+    group_name="alerts",
+    kinds={"duckdb", "python"},
+    description="Escalates open, unacknowledged alerts past their SLA to the escalation address "
+    "(rows in alerts.escalations + audit events); each breach once.",
+)
+def alerts_sla_escalations(duckdb: DuckDBResource) -> dg.MaterializeResult:
+    started = time.perf_counter()
+    with duckdb.get_connection() as con:
+        ensure_schema(con)
+        new = escalate_overdue(con, dt.datetime.now(dt.UTC))
+    return dg.MaterializeResult(
+        metadata={
+            "escalated": len(new),
+            "examples": dg.MetadataValue.json(new[:5]),
+            "seconds": round(time.perf_counter() - started, 3),
+        }
+    )
+
+
+sla_escalation_job = dg.define_asset_job(
+    "alerts_sla_escalation_job", selection=dg.AssetSelection.assets(ESCALATIONS)
+)
+alerts_backtest_job = dg.define_asset_job(
+    "alerts_backtest_job", selection=dg.AssetSelection.assets(BACKTEST)
+)
+
+
+@dg.sensor(
+    job=sla_escalation_job,
+    minimum_interval_seconds=900,
+    default_status=dg.DefaultSensorStatus.STOPPED,
+    description="Every 15 minutes: if an open alert is past its SLA and not yet escalated, run "
+    "the escalation job.",
+)
+def sla_breach_sensor(context: dg.SensorEvaluationContext, duckdb: DuckDBResource):
+    try:
+        # Read-only: a sensor must never hold the writer lock a run needs.
+        con = duckdb_lib.connect(duckdb.database, read_only=True)
+    except duckdb_lib.Error as exc:
+        return dg.SkipReason(f"warehouse not readable now ({exc.__class__.__name__}); next tick")
+    try:
+        has_table = con.execute(
+            "select count(*) from information_schema.tables "
+            "where table_schema = 'alerts' and table_name = 'alerts'"
+        ).fetchall()[0][0]
+        if not has_table:
+            return dg.SkipReason("no alerts table yet")
+        overdue, first_due = con.execute(
+            """
+            select count(*), min(sla_due_at) from alerts.alerts
+            where status = 'open' and escalated_at is null and sla_due_at <= ?
+              and (snoozed_until is null or snoozed_until < cast(? as date))
+            """,
+            [dt.datetime.now(dt.UTC).replace(tzinfo=None)] * 2,
+        ).fetchall()[0]
+    finally:
+        con.close()
+    if not overdue:
+        return dg.SkipReason("no alert past its SLA")
+    return dg.RunRequest(run_key=f"sla-{overdue}-{first_due}")
+
+
+defs = dg.Definitions(
+    assets=[alerts_alerts, alerts_backtest, alerts_sla_escalations],
+    asset_checks=[rules_file_validates],
+    jobs=[sla_escalation_job, alerts_backtest_job],
+    sensors=[sla_breach_sensor],
+)

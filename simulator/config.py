@@ -90,6 +90,9 @@ class SimConfig:
     dirt: DirtConfig = field(default_factory=DirtConfig)
     # New accounts signed per year, as a share of `accounts` (they join on Mondays).
     new_account_rate: float = 0.1
+    # Share of accounts without tracking consent, and of users who opted out of tracking.
+    no_consent_share: float = 0.03
+    opt_out_share: float = 0.04
     # Events per file before a new events-NNN.jsonl.gz is started.
     events_per_file: int = 200_000
     # gzip level: 1 is fastest; 6 is the usual default. Level does not change the content.
@@ -106,6 +109,10 @@ class SimConfig:
             raise ValueError(f"SimConfig.end ({self.end}) is before start ({self.start})")
         if not 1 <= self.compresslevel <= 9:
             raise ValueError("SimConfig.compresslevel must be between 1 and 9")
+        for name in ("no_consent_share", "opt_out_share", "new_account_rate", "activity_scale"):
+            value = getattr(self, name)
+            if value < 0 or (name.endswith("share") and value > 1):
+                raise ValueError(f"SimConfig.{name} is out of range: {value}")
         if self.events_per_file < 1:
             raise ValueError("SimConfig.events_per_file must be >= 1")
 
@@ -121,8 +128,12 @@ class SimSummary:
     `events_written` counts every line in every event file (clean, dirty and duplicate copies).
     `dirt` counts what was injected, per kind in DIRT_KINDS, exactly as written to the files:
     duplicate_events = extra copies; late_events = events landing 1-5 days after their own day
-    (not counting delayed days); delayed_day_events = events of delayed (missing) folders that
-    arrived later. `outcomes` counts outcome rows written, per outcome.
+    (not counting delayed days); delayed_day_events = otherwise valid events of delayed (missing)
+    folders, which arrive 1-3 days later. So late_events + delayed_day_events is the number of
+    distinct, valid events that land after their own day. Each event carries at most one kind of
+    dirt (a duplicate's original copy is clean). `outcomes` counts outcome rows written, per
+    outcome. `opted_out_events` counts valid events (late ones included, duplicate copies not)
+    of opted-out users or accounts without tracking consent, which ingestion must drop.
     """
 
     days: int

@@ -106,8 +106,10 @@ class Simulation:
         expected_new = cfg.accounts * cfg.new_account_rate * self.T / 365.0
         n_new = int(rng.poisson(expected_new)) if expected_new > 0 else 0
         self.team = make_team(cfg.accounts + n_new, rng)
-        self.acc = Accounts(cfg.accounts, n_new, cfg.start, self.T, self.team, rng)
-        self.users = Users(capacity=max(1024, int(self.acc.seats.sum())))
+        self.acc = Accounts(
+            cfg.accounts, n_new, cfg.start, self.T, self.team, rng, cfg.no_consent_share
+        )
+        self.users = Users(max(1024, int(self.acc.seats.sum())), cfg.opt_out_share)
         self.salt = int(rng.integers(0, 1 << 62))
         for i in range(cfg.accounts):
             self._initial_users(i, rng)
@@ -212,7 +214,7 @@ class Simulation:
 
         # Ordinary users leave (more often in unhealthy accounts) and join (toward a target
         # utilisation that rises with health and while an expansion is being planned).
-        n_users = users.n
+        n_users = len(live)  # a successor created just now cannot quit today
         ua = users.acct[:n_users]
         quit_p = (1 / 900) * (1 + 1.5 * (1 - eng[ua]))
         quit = live & (users.role[:n_users] != 0) & (rng.random(n_users) < quit_p)
@@ -267,7 +269,7 @@ class Simulation:
         x = acc.h + rng.normal(0, 0.6, size=n)
         champ = ((t - acc.champion_left_day) < 150) | (acc.admin_user < 0)
         u1, u2, u3 = rng.random(n), rng.random(n), rng.random(n)
-        p_churn = sigmoid(-2.5 - 1.3 * x + 0.9 * champ)
+        p_churn = sigmoid(-2.7 - 1.3 * x + 0.9 * champ)
         p_exp = sigmoid(-1.9 + 0.8 * x + 3.0 * (util - 0.8) + 2.0 * (acc.premium_interest - 0.3))
         p_con = sigmoid(-2.6 - 1.0 * x + 2.0 * (0.6 - util))
         renew = free & (to_renewal <= 60)
@@ -598,6 +600,9 @@ class Simulation:
         counts["future_timestamps"] += int(future.sum())
         private = users.opted_out[uidx] | ~acc.consent[aidx]
         self.opted_out_events += int((private & (kind <= 2)).sum())
+        if t in self.delayed_arrival:
+            # Late because the folder is late, and otherwise valid (duplicate copies excluded).
+            counts["delayed_day_events"] += int((kind <= 1).sum())
         return own, later
 
     # -------------------------------------------------------------- snapshots
@@ -694,7 +699,6 @@ class Simulation:
                 self.pending.setdefault(arrival, []).extend(own)
                 self.pending_outcomes.setdefault(arrival, []).extend(outcome_rows)
                 self.dirt["delayed_days"] += 1
-                self.dirt["delayed_day_events"] += len(own)
                 clear_folder(folder)  # a stale folder from an earlier run must not "arrive"
             else:
                 lines = own + self.pending.pop(t, [])

@@ -109,6 +109,7 @@ class Accounts:
         days: int,
         team: Team,
         rng: np.random.Generator,
+        no_consent_share: float = 0.03,
     ) -> None:
         n = n_initial + n_new
         self.n = n
@@ -153,7 +154,11 @@ class Accounts:
         # Books of uneven size: Dirichlet weights per CSM.
         weights = rng.dirichlet(np.full(len(team.csm_name), 3.0))
         self.csm = rng.choice(len(team.csm_name), size=n, p=weights)
-        self.consent = rng.random(n) >= 0.03
+        draws = rng.random(n)
+        self.consent = draws >= no_consent_share
+        if no_consent_share > 0 and n_initial >= 10 and self.consent[:n_initial].all():
+            # Small runs still get one account without consent, so that path is exercised.
+            self.consent[int(np.argmin(draws[:n_initial]))] = False
         # Latent health: a long-run level per account; the state starts near it.
         self.mu = rng.normal(0.45, 0.75, size=n)
         self.h = self.mu + rng.normal(0, 0.4, size=n)
@@ -225,8 +230,9 @@ def _next_anniversary(contract_start: dt.date, on_or_after: dt.date) -> dt.date:
 class Users:
     """Portal users of every account, as growable column arrays indexed by user."""
 
-    def __init__(self, capacity: int = 1024) -> None:
+    def __init__(self, capacity: int = 1024, opt_out_share: float = 0.04) -> None:
         self.n = 0
+        self.opt_out_share = opt_out_share
         self._cap = capacity
         self.acct = np.zeros(capacity, dtype=np.int64)
         self.role = np.zeros(capacity, dtype=np.int8)
@@ -291,7 +297,7 @@ class Users:
         self.created_day[idx] = created_day
         self.created_sec[idx] = rng.integers(8 * 3600, 18 * 3600, size=m)
         self.active_from[idx] = active_from
-        self.opted_out[idx] = rng.random(m) < 0.04
+        self.opted_out[idx] = rng.random(m) < self.opt_out_share
         first = rng.integers(0, len(FIRST_NAMES), size=m)
         last = rng.integers(0, len(LAST_NAMES), size=m)
         aid = accounts.ids[acct][2:]

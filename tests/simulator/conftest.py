@@ -68,11 +68,11 @@ def dirty(tmp_path_factory) -> Landed:
 
 @pytest.fixture(scope="session")
 def clean(tmp_path_factory) -> Landed:
-    """80 accounts x 200 days, no dirt: enough renewals and churn for realism checks."""
+    """120 accounts x 240 days, no dirt: enough renewals and churn for realism checks."""
     cfg = SimConfig(
-        accounts=80,
-        start=dt.date(2024, 9, 2),
-        end=dt.date(2025, 3, 20),
+        accounts=120,
+        start=dt.date(2024, 8, 5),
+        end=dt.date(2025, 3, 31),
         seed=3,
         dirt=DirtConfig.clean(),
     )

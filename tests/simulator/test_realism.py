@@ -1,0 +1,144 @@
+"""The simulated behaviour has the patterns the pipeline is meant to find (on average only)."""
+
+import csv
+import datetime as dt
+from collections import Counter, defaultdict
+from statistics import mean
+
+import pytest
+
+
+def _csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def daily(clean):
+    """Events per (account, UTC day) and per day, read straight from the landing files."""
+    per_account: Counter = Counter()
+    per_day: Counter = Counter()
+    for day, _, _, line in clean.lines:
+        account = line.split('"groupId":"', 1)[1][:7]
+        per_account[account, day] += 1
+        per_day[day] += 1
+    return per_account, per_day
+
+
+def _snapshots(landed):
+    out = {}
+    for folder in landed.folders():
+        if (folder / "accounts.csv").exists():
+            day = dt.date.fromisoformat(folder.name)
+            out[day] = {r["account_id"]: r for r in _csv(folder / "accounts.csv")}
+    return out
+
+
+def test_weekends_are_much_quieter_than_weekdays(daily):
+    _, per_day = daily
+    weekday = mean(n for d, n in per_day.items() if d.weekday() < 5)
+    weekend = mean(n for d, n in per_day.items() if d.weekday() >= 5)
+    assert weekend < 0.3 * weekday
+
+
+def test_churners_are_less_active_in_the_four_weeks_before_than_renewals(clean, daily):
+    per_account, _ = daily
+    seats = {}
+    for snap in _snapshots(clean).values():
+        for account, row in snap.items():
+            seats.setdefault(account, int(row["seats"]))
+    rates = defaultdict(list)
+    for row in _csv(clean.truth / "outcomes.csv"):
+        when = dt.date.fromisoformat(row["effective_date"])
+        if when - dt.timedelta(days=28) < clean.cfg.start:
+            continue
+        window = [when - dt.timedelta(days=k) for k in range(1, 29)]
+        events = sum(per_account[row["account_id"], d] for d in window)
+        rates[row["outcome"]].append(events / seats[row["account_id"]])
+    assert len(rates["churned"]) >= 5 and len(rates["renewed"]) >= 10
+    assert mean(rates["churned"]) < 0.8 * mean(rates["renewed"])
+    # ... but not perfectly separable: some churners are busier than some renewals.
+    assert max(rates["churned"]) > min(rates["renewed"])
+
+
+def test_churned_accounts_go_quiet_and_leave_the_snapshots(clean, daily):
+    per_account, _ = daily
+    snapshots = _snapshots(clean)
+    churned = [r for r in _csv(clean.truth / "outcomes.csv") if r["outcome"] == "churned"]
+    assert churned
+    for row in churned:
+        when = dt.date.fromisoformat(row["effective_date"])
+        after = [n for (a, d), n in per_account.items() if a == row["account_id"] and d >= when]
+        assert after == []
+        later = [d for d in snapshots if d > when]
+        assert all(row["account_id"] not in snapshots[d] for d in later)
+
+
+def test_expansions_raise_seats_and_arr_in_later_snapshots(clean):
+    snapshots = _snapshots(clean)
+    expanded = [r for r in _csv(clean.truth / "outcomes.csv") if r["outcome"] == "expanded"]
+    assert expanded
+    checked = 0
+    for row in expanded:
+        when = dt.date.fromisoformat(row["effective_date"])
+        assert float(row["arr_delta"]) > 0
+        before = [d for d in snapshots if d < when and row["account_id"] in snapshots[d]]
+        after = [d for d in snapshots if d > when and row["account_id"] in snapshots[d]]
+        if before and after:
+            old, new = (
+                snapshots[max(before)][row["account_id"]],
+                snapshots[min(after)][row["account_id"]],
+            )
+            assert int(new["seats"]) > int(old["seats"])
+            assert float(new["arr"]) > float(old["arr"])
+            checked += 1
+    assert checked > 0
+
+
+def test_renewals_move_the_renewal_date_a_year_on(clean):
+    snapshots = _snapshots(clean)
+    renewed = [r for r in _csv(clean.truth / "outcomes.csv") if r["at_renewal"] == "true"]
+    renewed = [r for r in renewed if r["outcome"] != "churned"]
+    assert renewed
+    for row in renewed:
+        when = dt.date.fromisoformat(row["effective_date"])
+        after = [d for d in snapshots if d > when and row["account_id"] in snapshots[d]]
+        if after:
+            new = dt.date.fromisoformat(snapshots[min(after)][row["account_id"]]["renewal_date"])
+            assert 364 <= (new - when).days <= 366
+
+
+def test_the_population_has_teams_roles_and_privacy_flags(clean):
+    first = _snapshots(clean)[clean.cfg.start]
+    books = Counter(r["csm_email"] for r in first.values())
+    managers = defaultdict(set)
+    for r in first.values():
+        managers[r["manager_email"]].add(r["csm_email"])
+    assert len(books) >= 2
+    assert {r["plan"] for r in first.values()} == {"starter", "growth", "enterprise"}
+    assert any(r["tracking_consent"] == "false" for r in first.values())
+    users = _csv(clean.landing / clean.cfg.start.isoformat() / "users.csv")
+    roles = Counter(u["role"] for u in users)
+    assert roles["admin"] == len(first)  # one champion per account
+    assert roles["power"] > 0 and roles["casual"] > roles["power"]
+    assert any(u["opted_out"] == "true" for u in users)
+
+
+def test_renewal_dates_are_spread_over_the_year(clean):
+    first = _snapshots(clean)[clean.cfg.start]
+    months = Counter(dt.date.fromisoformat(r["renewal_date"]).month for r in first.values())
+    assert len(months) >= 10
+
+
+def test_ground_truth_has_health_for_every_live_account_day(clean):
+    import gzip
+
+    with gzip.open(clean.truth / "health_daily.csv.gz", "rt") as f:
+        rows = list(csv.DictReader(f))
+    assert rows[0].keys() == {"account_id", "date", "latent_health"}
+    days = {r["date"] for r in rows}
+    assert len(days) == clean.cfg.days
+    accounts = _csv(clean.truth / "accounts.csv")
+    assert {"account_id", "churn_date", "churn_reason", "champion_left_date"} <= accounts[0].keys()
+    churned = {a["account_id"] for a in accounts if a["final_status"] == "churned"}
+    assert churned and all(a["churn_reason"] for a in accounts if a["account_id"] in churned)

@@ -44,6 +44,9 @@ class CaptureHandler:
         self.directory.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self.duplicates = 0
+        # Index rows kept in memory so each message costs O(1), not a re-read of the folder.
+        self._rows = [_index_row(c, self.directory) for c in read_messages(self.directory)]
+        self._seen = {p.stem.rsplit("-", 1)[-1] for p in self.directory.glob("*.eml")}
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd hook name)
         raw = envelope.original_content or envelope.content
@@ -53,20 +56,22 @@ class CaptureHandler:
         key = msg.get("Message-ID") or hashlib.sha256(raw).hexdigest()
         digest = hashlib.sha256(key.encode()).hexdigest()[:16]
         with self._lock:
-            if list(self.directory.glob(f"*-{digest}.eml")):
+            if digest in self._seen:
                 self.duplicates += 1
                 return "250 OK (duplicate Message-ID, already stored)"
             stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-            seq = len(list(self.directory.glob("*.eml"))) + 1
-            name = f"{seq:05d}-{stamp}-{digest}"
+            name = f"{len(self._seen) + 1:05d}-{stamp}-{digest}"
             rcpts = ", ".join(envelope.rcpt_tos)
-            (self.directory / f"{name}.eml").write_bytes(
-                f"X-Envelope-To: {rcpts}\r\n".encode() + raw
-            )
+            path = self.directory / f"{name}.eml"
+            path.write_bytes(f"X-Envelope-To: {rcpts}\r\n".encode() + raw)
             body = msg.get_body(preferencelist=("html",))
             if body is not None:
                 (self.directory / f"{name}.html").write_text(body.get_content(), "utf-8")
-            write_index(self.directory)
+            self._seen.add(digest)
+            self._rows.append(
+                _index_row(Captured(path, msg, list(envelope.rcpt_tos)), self.directory)
+            )
+            write_index(self.directory, self._rows)
         return "250 Message accepted for delivery"
 
 
@@ -80,22 +85,26 @@ def read_messages(directory: Path) -> list[Captured]:
     return out
 
 
-def write_index(directory: Path) -> Path:
+def _index_row(c: Captured, directory: Path) -> str:
+    stem = c.path.stem
+    view = f'<a href="{stem}.html">view</a> · ' if (directory / f"{stem}.html").exists() else ""
+    attachments = ", ".join(p.get_filename() or "" for p in c.message.iter_attachments())
+    return (
+        "<tr>"
+        f"<td>{html.escape(c.message.get('Date', ''))}</td>"
+        f"<td>{html.escape(', '.join(c.envelope_to))}</td>"
+        f"<td>{html.escape(c.message.get('Subject', ''))}</td>"
+        f"<td>{html.escape(attachments)}</td>"
+        f'<td>{view}<a href="{c.path.name}">.eml</a></td>'
+        "</tr>"
+    )
+
+
+def write_index(directory: Path, rows: list[str] | None = None) -> Path:
     """index.html listing every captured message, newest first, linking the HTML and .eml."""
-    rows = []
-    for c in reversed(read_messages(directory)):
-        stem = c.path.stem
-        view = f'<a href="{stem}.html">view</a> · ' if (directory / f"{stem}.html").exists() else ""
-        attachments = ", ".join(p.get_filename() or "" for p in c.message.iter_attachments())
-        rows.append(
-            "<tr>"
-            f"<td>{html.escape(c.message.get('Date', ''))}</td>"
-            f"<td>{html.escape(', '.join(c.envelope_to))}</td>"
-            f"<td>{html.escape(c.message.get('Subject', ''))}</td>"
-            f"<td>{html.escape(attachments)}</td>"
-            f'<td>{view}<a href="{c.path.name}">.eml</a></td>'
-            "</tr>"
-        )
+    if rows is None:
+        rows = [_index_row(c, directory) for c in read_messages(directory)]
+    rows = list(reversed(rows))
     page = (
         "<!DOCTYPE html><html><head><meta charset='utf-8'><title>Captured mail</title>"
         "<style>body{font-family:Inter,system-ui,sans-serif;margin:24px;color:#1f2933}"
@@ -125,7 +134,7 @@ class CaptureServer:
     def start(self) -> CaptureServer:
         self._controller = Controller(self.handler, hostname=self.host, port=self.port)
         self._controller.start()
-        write_index(self.directory)
+        write_index(self.directory, self.handler._rows)
         return self
 
     def stop(self) -> None:

@@ -212,8 +212,8 @@ def facts(alert: dict[str, Any], hidden: set[str]) -> list[dict[str, str]]:
             }
         )
     drivers = _loads(alert.get("drivers_json"))
-    if isinstance(drivers, dict):
-        drivers = [{"feature": k, "contribution": v} for k, v in drivers.items()]
+    if isinstance(drivers, dict):  # the ml scores' shape: {"base_value", "drivers": [...]}
+        drivers = drivers.get("drivers", [])
     for d in (drivers or [])[:3]:
         if not isinstance(d, dict):
             continue

@@ -169,6 +169,10 @@ def due_rows(
 ) -> list[OutboxRow]:
     """Pending or failed deliveries whose next attempt is due, oldest first."""
     ensure_schema(con)
+    channels = None if channels is None else list(channels)
+    keys = None if keys is None else list(keys)
+    if channels == [] or keys == []:
+        return []
     sql = """
         select delivery_id, idempotency_key, channel, alert_id, account_id, recipient,
                coalesce(subject, ''), payload_json, attempts

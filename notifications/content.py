@@ -58,6 +58,10 @@ class ContentConfig:
         return [str(a).lower() for a in admins]
 
 
+class MissingUpstreamError(RuntimeError):
+    """A table this stage reads has not been built yet; the message says which asset to run."""
+
+
 def is_expansion(alert_type: str | None) -> bool:
     return "expansion" in (alert_type or "")
 
@@ -70,7 +74,9 @@ def _require(con, table: str, producer: str) -> None:
         {"s": schema, "n": name},
     ).fetchall()[0][0]
     if not found:
-        raise RuntimeError(f"Table {table} does not exist yet: materialize {producer} first.")
+        raise MissingUpstreamError(
+            f"Table {table} does not exist yet: materialize {producer} first."
+        )
 
 
 def _table_exists(con, schema: str, name: str) -> bool:

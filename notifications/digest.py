@@ -293,6 +293,8 @@ def build_critical_alerts(
         c = card(a, champions, hidden, links, a.get("csm_name") or "")
         subject = f"Critical: {c['account_name']} - {c['alert_type']}"
         context = {
+            "title": f"Critical alert: {c['account_name']}",
+            "subtitle": f"Raised {c['first_raised_on']}, sent right away, not held for the digest",
             "card": c,
             "palette": PALETTE,
             "product": config.product_name,
@@ -318,6 +320,84 @@ def build_critical_alerts(
                 payload=payload,
                 subject=subject,
                 alert_id=a["alert_id"],
+                account_id=a["account_id"],
+            )
+        )
+    return deliveries
+
+
+def build_escalations(
+    con,
+    templates_dir: Path,
+    config: ContentConfig | None = None,
+    now: dt.datetime | None = None,
+) -> list[Delivery]:
+    """One email per new row in alerts.escalations (an SLA breach), to the escalation address,
+    provided that person may see the account (its manager, or an admin).
+    """
+    config = config or ContentConfig()
+    now = now or dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    ensure_schema(con)
+    found = con.execute(
+        "select count(*) from information_schema.tables "
+        "where table_schema = 'alerts' and table_name = 'escalations'"
+    ).fetchall()[0][0]
+    if not found:
+        return []
+    pending = con.execute(
+        """
+        select escalation_id, alert_id, lower(escalated_to), reason from alerts.escalations
+        where escalated_to is not null
+          and 'escalation:' || escalation_id not in
+              (select idempotency_key from ops.outbox where channel = 'email')
+        order by escalated_at, escalation_id
+        """
+    ).fetchall()
+    if not pending:
+        return []
+    alerts = {a["alert_id"]: a for a in active_alerts(con, now.date())}
+    allowed: dict[str, set[str]] = defaultdict(set)
+    for recipient, _, account_id in recipient_scopes(con, config):
+        allowed[account_id].add(recipient)
+    env = environment(templates_dir)
+    champions, hidden = user_privacy(con)
+    links = crm_links(con)
+    deliveries = []
+    for escalation_id, alert_id, to, reason in pending:
+        a = alerts.get(alert_id)
+        if a is None or to not in allowed.get(a["account_id"], set()):
+            continue  # closed meanwhile, or the address may not see this account
+        c = card(a, champions, hidden, links, a.get("csm_name") or "")
+        subject = f"Escalation: {c['account_name']} - {c['alert_type']} past its SLA"
+        context = {
+            "title": f"Escalation: {c['account_name']}",
+            "subtitle": reason or "Past its SLA without acknowledgement",
+            "card": c,
+            "palette": PALETTE,
+            "product": config.product_name,
+            "recipient": to,
+            "subject": subject,
+            "dashboard_url": config.dashboard_url,
+        }
+        owner = (a.get("owner_email") or "").lower()
+        payload = {
+            "to": [to],
+            "cc": [owner] if owner and owner != to and owner in allowed[a["account_id"]] else [],
+            "subject": subject,
+            "html": env.get_template("critical.html.j2").render(**context),
+            "text": env.get_template("critical.txt.j2").render(**context),
+            "attachments": [],
+            "alert_ids": [alert_id],
+            "kind": "escalation",
+        }
+        deliveries.append(
+            Delivery(
+                idempotency_key=f"escalation:{escalation_id}",
+                channel="email",
+                recipient=to,
+                payload=payload,
+                subject=subject,
+                alert_id=alert_id,
                 account_id=a["account_id"],
             )
         )

@@ -10,9 +10,9 @@ import duckdb as duckdb_lib
 import yaml
 from dagster_duckdb import DuckDBResource
 
-from notifications.content import ContentConfig
+from notifications.content import ContentConfig, MissingUpstreamError
 from notifications.crm import CrmConfig, connector
-from notifications.digest import build_critical_alerts, build_digests
+from notifications.digest import build_critical_alerts, build_digests, build_escalations
 from notifications.mail import SmtpConfig, SmtpSender
 from notifications.outbox import dead_letters, deliver_due, enqueue, outbox_counts, utcnow
 from notifications.schema import ensure_schema
@@ -256,7 +256,8 @@ def _busy(exc: Exception) -> bool:
 @dg.sensor(
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Sends critical alerts by email as soon as they are raised (not at digest time).",
+    description="Sends critical alerts (and SLA escalations) by email as soon as they are raised, "
+    "not at digest time.",
 )
 def critical_alert_sensor(
     context: dg.SensorEvaluationContext,
@@ -267,11 +268,12 @@ def critical_alert_sensor(
     now = utcnow()
     try:
         with duckdb.get_connection() as con:
-            built = build_critical_alerts(
-                con, _templates(paths), ContentConfig(routing=_routing(paths)), now
-            )
+            content = ContentConfig(routing=_routing(paths))
+            built = build_critical_alerts(con, _templates(paths), content, now)
+            # SLA breaches recorded by the alerts stage are just as urgent.
+            built += build_escalations(con, _templates(paths), content, now)
             if not built:
-                return dg.SkipReason("No new critical alerts.")
+                return dg.SkipReason("No new critical alerts or escalations.")
             enqueue(con, built, now)
             report = deliver_due(
                 con,
@@ -285,7 +287,7 @@ def critical_alert_sensor(
         if _busy(exc):
             return dg.SkipReason("Warehouse is busy (another process writes it); next tick.")
         raise
-    except RuntimeError as exc:  # upstream tables not there yet
+    except MissingUpstreamError as exc:  # the alerts or marts have not been built yet
         return dg.SkipReason(str(exc))
     context.log.info(f"critical alerts: {report.as_metadata()}")
     return dg.SensorResult(

@@ -5,9 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import random
 
+from alerts import escalate_overdue
 from notifications import ics
 from notifications.capture import CaptureServer, free_port
-from notifications.digest import build_critical_alerts, build_digests
+from notifications.digest import build_critical_alerts, build_digests, build_escalations
 from notifications.mail import SmtpConfig, SmtpSender
 from notifications.outbox import RetryPolicy, deliver_due, enqueue, outbox_counts
 from notifications.testing.sample import CHAMPION_EMAIL, OPTED_OUT_EMAIL
@@ -198,3 +199,29 @@ def test_dead_after_max_attempts_is_visible(con, content):
     assert outbox_counts(con)["dead"] == 2
     # Dead rows are never retried again.
     assert deliver_due(con, {"email": sender}, NOW + dt.timedelta(days=1), policy).attempted == 0
+
+
+def test_sla_escalations_reach_the_manager_once(con, content, smtp, capture):
+    later = NOW + dt.timedelta(days=2)
+    escalate_overdue(con, later)
+    built = build_escalations(con, TEMPLATES, content, later)
+    enqueue(con, built, later)
+    deliver_due(con, {"email": smtp}, later)
+    mails = capture.messages()
+    assert mails and all(m.message["Subject"].startswith("Escalation:") for m in mails)
+    to_north = {
+        m.message["Subject"].split(" - ")[0]
+        for m in mails
+        if m.envelope_to[0] == "north.lead@example.com"
+    }
+    assert to_north == {
+        "Escalation: Acme Logistics",
+        "Escalation: Globex Health",
+        "Escalation: Initech Finance",
+    }
+    for m in mails:  # each escalation goes to the manager of that account's team only
+        team_south = any(a in m.message["Subject"] for a in ("Umbrella", "Hooli"))
+        assert m.envelope_to[0] == (
+            "south.lead@example.com" if team_south else "north.lead@example.com"
+        )
+    assert build_escalations(con, TEMPLATES, content, later) == []

@@ -1,7 +1,7 @@
 """Ingestion: landed files (events, CRM snapshots, outcomes) into the DuckDB `raw` schema."""
 
 from ingest.common import IngestError, SourceStats, transaction
-from ingest.events import load_events
+from ingest.events import load_events, load_events_days
 from ingest.loader import (
     LoadStats,
     check_manifest,
@@ -24,6 +24,7 @@ __all__ = [
     "find_landing_days",
     "load_accounts",
     "load_events",
+    "load_events_days",
     "load_landing_day",
     "load_landing_days",
     "load_outcomes",

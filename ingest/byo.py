@@ -196,7 +196,7 @@ def load_byo_file(
                             then {_lit(cols.get("duration_seconds", ""))} end) as wrong_type
                 from m
             )
-            select $file, source_line, raw_record,
+            select $day, $file, source_line, raw_record,
                 case when missing <> '' then 'missing_field'
                      when wrong_type <> '' then 'bad_type' end,
                 case when missing <> '' then 'missing: ' || missing
@@ -205,8 +205,13 @@ def load_byo_file(
                 feature, try_cast(duration_text as double), campaign_id, properties
             from c
             """,
-            {"file": name},
+            {"file": name, "day": landing_date},
         )
-        return finish_events(
-            con, landing_date, files=1, bytes_read=path.stat().st_size, started=started
+        stats = finish_events(
+            con,
+            [landing_date],
+            files={landing_date: 1},
+            bytes_read={landing_date: path.stat().st_size},
+            started=started,
         )
+        return stats[landing_date]

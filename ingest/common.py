@@ -88,7 +88,7 @@ def read_manifest(folder: Path) -> dict:
         raise IngestError(f"{path} is not valid JSON ({exc}); rewrite the manifest.") from exc
 
 
-def load_lines(con, table: str, path: Path, name: str) -> int:
+def load_lines(con, table: str, path: Path, name: str, landing_date: dt.date) -> int:
     """Append every physical line of a text file (plain or .gz) to `table` with its line number.
 
     Returns the number of lines read; a file that cannot be decompressed or read fails loudly.
@@ -96,17 +96,16 @@ def load_lines(con, table: str, path: Path, name: str) -> int:
     if path.stat().st_size == 0:
         return 0
     try:
-        before = con.execute(f"select count(*) from {table}").fetchone()[0]
-        con.execute(
+        inserted = con.execute(
             f"""
             insert into {table}
-            select ?, row_number() over (), line
+            select ?, ?, row_number() over (), line
             from read_csv(?, columns = {{'line': 'VARCHAR'}}, delim = chr(31), quote = '',
                           escape = '', header = false, auto_detect = false, parallel = false)
             """,
-            [name, str(path)],
+            [landing_date, name, str(path)],
         )
-        return con.execute(f"select count(*) from {table}").fetchone()[0] - before
+        return inserted.fetchone()[0]
     except duckdb.Error as exc:
         raise IngestError(
             f"cannot read {path}: {exc}. The file is corrupt or truncated; re-export it "

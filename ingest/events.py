@@ -13,7 +13,8 @@ EVENT_FILE_PATTERNS = ("events*.jsonl", "events*.jsonl.gz")
 
 # Columns every candidate table (JSON Lines or bring-your-own) hands to `finish_events`.
 CANDIDATE_COLUMNS = (
-    "source_file varchar, source_line bigint, raw_record varchar, reason varchar, detail varchar, "
+    "landing_date date, source_file varchar, source_line bigint, raw_record varchar, "
+    "reason varchar, detail varchar, "
     "message_id varchar, account_id varchar, user_id varchar, event_name varchar, "
     "event_at timestamp, session_id varchar, document_id varchar, feature varchar, "
     "duration_seconds double, campaign_id varchar, properties varchar"
@@ -52,8 +53,8 @@ def _parse_json_lines(con) -> None:
     # inside a CASE, so only valid objects may reach the extraction below.
     con.execute(
         """
-        insert into _ev_cand (source_file, source_line, raw_record, reason, detail)
-        select source_file, source_line, line, 'malformed_json',
+        insert into _ev_cand (landing_date, source_file, source_line, raw_record, reason, detail)
+        select landing_date, source_file, source_line, line, 'malformed_json',
                case when json_valid(line) then 'not a JSON object' else 'invalid JSON' end
         from _ev_lines
         where trim(line) <> '' and not (json_valid(line) and starts_with(ltrim(line), '{'))
@@ -63,7 +64,7 @@ def _parse_json_lines(con) -> None:
     con.execute(
         """
         create or replace temp table _ev_obj as
-        select source_file, source_line, line from _ev_lines
+        select landing_date, source_file, source_line, line from _ev_lines
         where trim(line) <> '' and json_valid(line) and starts_with(ltrim(line), '{')
         """
     )
@@ -71,12 +72,13 @@ def _parse_json_lines(con) -> None:
         f"""
         insert into _ev_cand
         with obj as (
-            select source_file, source_line, line, json_extract(line, [{paths}]) as f
+            select landing_date, source_file, source_line, line,
+                   json_extract(line, [{paths}]) as f
             from _ev_obj
         ),
         typed as (
             select
-                source_file, source_line, line,
+                landing_date, source_file, source_line, line,
                 nullif(f[1] ->> '$', '') as message_id, json_type(f[1]) as t_message_id,
                 nullif(f[2] ->> '$', '') as user_id, json_type(f[2]) as t_user_id,
                 nullif(f[3] ->> '$', '') as account_id, json_type(f[3]) as t_account_id,
@@ -113,7 +115,7 @@ def _parse_json_lines(con) -> None:
             from typed
         )
         select
-            source_file, source_line, line,
+            landing_date, source_file, source_line, line,
             case
                 when missing <> '' then 'missing_field'
                 when wrong_type <> '' then 'bad_type'
@@ -134,56 +136,49 @@ def _parse_json_lines(con) -> None:
 
 def finish_events(
     con,
-    landing_date: dt.date,
+    dates: list[dt.date],
     *,
-    files: int,
-    bytes_read: int,
+    files: dict[dt.date, int],
+    bytes_read: dict[dt.date, int],
     started: float,
     source: str = "events",
-) -> SourceStats:
-    """Validate `_ev_cand` against the day's snapshots, then replace the day's rows in raw tables.
+) -> dict[dt.date, SourceStats]:
+    """Validate `_ev_cand` against the snapshots, then replace the given days' rows in raw tables.
 
-    Must run inside a transaction. Rules: a message id belongs to the earliest landing day holding
-    it; rows of opted-out users or non-consenting accounts are dropped and only counted.
+    Must run inside a transaction; handles any number of landing days at once. Rules: a message
+    id belongs to the earliest landing day holding it; rows of opted-out users or non-consenting
+    accounts (as of the latest snapshot on or before the landing day) are dropped and counted.
     """
-    d = landing_date
-    future_limit = d + dt.timedelta(days=2)  # anything after the end of the next day
-    has_rows = con.execute("select count(*) from _ev_cand").fetchone()[0] > 0
-    if has_rows:
-        snap = con.execute(
-            "select count(*) from raw.accounts where snapshot_date <= ?", [d]
-        ).fetchone()[0]
-        if snap == 0:
-            raise _no_snapshot(d)
+    days = {"dates": sorted(dates)}
+    first_with_rows = con.execute("select min(landing_date) from _ev_cand").fetchone()[0]
+    if first_with_rows is not None:
+        first_snapshot = con.execute("select min(snapshot_date) from raw.accounts").fetchone()[0]
+        if first_snapshot is None or first_snapshot > first_with_rows:
+            raise _no_snapshot(first_with_rows)
+    canonical = _sql_list(CANONICAL_EVENTS)
+    # ASOF joins pick each id's latest snapshot on or before the row's landing day; no match
+    # means the id was never in any snapshot up to then.
     con.execute(
         f"""
         create or replace temp table _ev_class as
-        with acct as (
-            select account_id, arg_max(tracking_consent, snapshot_date) as tracking_consent
-            from raw.accounts where snapshot_date <= $d group by account_id
-        ),
-        usr as (
-            select user_id, arg_max(opted_out, snapshot_date) as opted_out
-            from raw.users where snapshot_date <= $d group by user_id
-        )
         select
             c.* exclude (reason, detail),
             case
                 when c.reason is not null then c.reason
-                when c.event_name not in ({_sql_list(CANONICAL_EVENTS)}) then 'unknown_event'
+                when c.event_name not in ({canonical}) then 'unknown_event'
                 when c.event_name = 'Feature Used' and c.feature is null then 'missing_field'
-                when c.event_at >= $future then 'future_timestamp'
+                when c.event_at >= c.landing_date + interval 2 day then 'future_timestamp'
                 when c.duration_seconds < 0 then 'bad_value'
                 when a.account_id is null then 'unknown_account'
                 when u.user_id is null then 'unknown_user'
             end as reason,
             case
                 when c.reason is not null then c.detail
-                when c.event_name not in ({_sql_list(CANONICAL_EVENTS)})
+                when c.event_name not in ({canonical})
                     then 'event ' || c.event_name || ' is not a canonical event name'
                 when c.event_name = 'Feature Used' and c.feature is null
                     then 'missing: properties.feature'
-                when c.event_at >= $future
+                when c.event_at >= c.landing_date + interval 2 day
                     then 'timestamp ' || c.event_at::varchar || ' is after the landing day + 1'
                 when c.duration_seconds < 0
                     then 'duration_seconds ' || c.duration_seconds::varchar || ' is negative'
@@ -193,12 +188,13 @@ def finish_events(
             end as detail,
             coalesce(not a.tracking_consent, false) or coalesce(u.opted_out, false) as is_dropped
         from _ev_cand c
-        left join acct a on a.account_id = c.account_id
-        left join usr u on u.user_id = c.user_id
-        """,
-        {"d": d, "future": future_limit},
+        asof left join raw.accounts a
+            on a.account_id = c.account_id and c.landing_date >= a.snapshot_date
+        asof left join raw.users u
+            on u.user_id = c.user_id and c.landing_date >= u.snapshot_date
+        """
     )
-    # Duplicates inside the day collapse to the first occurrence (file order, then line order).
+    # Duplicates inside the batch collapse to the first occurrence: day, file, line.
     con.execute(
         """
         create or replace temp table _ev_new as
@@ -206,88 +202,104 @@ def finish_events(
         from _ev_class
         where reason is null and not is_dropped
         qualify row_number() over (
-            partition by message_id order by source_file nulls last, source_line nulls last) = 1
+            partition by message_id
+            order by landing_date nulls last, source_file nulls last, source_line nulls last) = 1
         """
     )
-    kept_in_day = con.execute("select count(*) from _ev_new").fetchone()[0]
-    valid = con.execute(
-        "select count(*) from _ev_class where reason is null and not is_dropped"
-    ).fetchone()[0]
-    # Ids an earlier landing day already holds stay there.
+    # The same ids stored by days outside this batch.
+    con.execute(
+        """
+        create or replace temp table _ev_other as
+        select e.message_id, e.landing_date, n.landing_date as new_landing_date
+        from raw.events e join _ev_new n using (message_id)
+        where not list_contains($dates, e.landing_date)
+        """,
+        days,
+    )
+    # Ids an earlier landing day already holds stay there ...
     con.execute(
         """
         delete from _ev_new where message_id in (
-            select message_id from raw.events where landing_date < $d)
-        """,
-        {"d": d},
+            select message_id from _ev_other where landing_date < new_landing_date)
+        """
     )
-    kept = con.execute("select count(*) from _ev_new").fetchone()[0]
-    # Ids a later day holds move here; that day's bookkeeping shows them as duplicates.
+    # ... and ids a later day holds move here; that day's bookkeeping shows them as duplicates.
     con.execute(
         """
         update raw.landed_partitions lp
         set duplicates_dropped = lp.duplicates_dropped + m.n, rows_loaded = lp.rows_loaded - m.n
         from (
-            select landing_date, count(*) as n from raw.events
-            where landing_date > $d and message_id in (select message_id from _ev_new)
-            group by landing_date
+            select landing_date, count(*) as n from _ev_other
+            where landing_date > new_landing_date group by landing_date
         ) m
         where lp.landing_date = m.landing_date and lp.source = $source
         """,
-        {"d": d, "source": source},
+        {"source": source},
     )
     con.execute(
         """
-        delete from raw.events
-        where landing_date > $d and message_id in (select message_id from _ev_new)
-        """,
-        {"d": d},
+        delete from raw.events where (message_id, landing_date) in (
+            select (message_id, landing_date) from _ev_other where landing_date > new_landing_date)
+        """
     )
-    con.execute("delete from raw.events where landing_date = ?", [d])
+    con.execute("delete from raw.events where list_contains($dates, landing_date)", days)
     con.execute(
         """
         insert into raw.events
         select message_id, account_id, user_id, event_name, event_at, event_at::date,
                session_id, document_id, feature, duration_seconds, campaign_id, properties,
-               $d, source_file, source_line, now()::timestamp
+               landing_date, source_file, source_line, now()::timestamp
         from _ev_new
-        """,
-        {"d": d},
+        """
     )
-    con.execute("delete from raw.quarantine where source = ? and landing_date = ?", [source, d])
+    con.execute(
+        "delete from raw.quarantine where source = $source and list_contains($dates, landing_date)",
+        {**days, "source": source},
+    )
     con.execute(
         """
         insert into raw.quarantine
-        select $source, $d, source_file, source_line, reason, detail, raw_record, now()::timestamp
+        select $source, landing_date, source_file, source_line, reason, detail, raw_record,
+               now()::timestamp
         from _ev_class where reason is not null
         """,
-        {"d": d, "source": source},
+        {"source": source},
     )
-    by_reason = dict(
-        con.execute(
-            "select reason, count(*) from _ev_class where reason is not null "
-            "group by all order by 1"
-        ).fetchall()
-    )
-    rows_read, dropped = con.execute(
-        "select count(*), count(*) filter (where is_dropped and reason is null) from _ev_class"
-    ).fetchone()
-    late = con.execute("select count(*) from _ev_new where event_at::date < ?", [d]).fetchone()[0]
-    stats = SourceStats(
-        source=source,
-        landing_date=d,
-        files=files,
-        bytes_read=bytes_read,
-        rows_read=rows_read,
-        rows_loaded=kept,
-        rows_quarantined=sum(by_reason.values()),
-        quarantined_by_reason=by_reason,
-        duplicates_dropped=(valid - kept_in_day) + (kept_in_day - kept),
-        late_events=late,
-        opted_out_dropped=dropped,
-    )
-    record_partition(con, stats)
-    stats.seconds = round(time.perf_counter() - started, 3)
+    return _day_stats(con, dates, files, bytes_read, started, source)
+
+
+def _day_stats(con, dates, files, bytes_read, started, source) -> dict[dt.date, SourceStats]:
+    stats = {
+        d: SourceStats(source=source, landing_date=d, files=files.get(d, 0),
+                       bytes_read=bytes_read.get(d, 0))
+        for d in dates
+    }  # fmt: skip
+    for d, read, valid, dropped in con.execute(
+        """
+        select landing_date, count(*), count(*) filter (where reason is null and not is_dropped),
+               count(*) filter (where reason is null and is_dropped)
+        from _ev_class group by all
+        """
+    ).fetchall():
+        stats[d].rows_read, stats[d].opted_out_dropped = read, dropped
+        stats[d].duplicates_dropped = valid  # minus what was kept, below
+    for d, kept, late in con.execute(
+        "select landing_date, count(*), count(*) filter (where event_at::date < landing_date) "
+        "from _ev_new group by all"
+    ).fetchall():
+        stats[d].rows_loaded, stats[d].late_events = kept, late
+    for s in stats.values():
+        s.duplicates_dropped -= s.rows_loaded
+    for d, reason, n in con.execute(
+        "select landing_date, reason, count(*) from _ev_class where reason is not null "
+        "group by all order by all"
+    ).fetchall():
+        stats[d].quarantined_by_reason[reason] = n
+        stats[d].rows_quarantined += n
+    seconds = round((time.perf_counter() - started) / max(len(dates), 1), 3)
+    for s in stats.values():
+        s.seconds = seconds
+        record_partition(con, s)
     return stats
 
 
@@ -322,23 +334,29 @@ def _no_snapshot(d: dt.date) -> IngestError:
     )
 
 
-def load_events(con, landing_dir: Path, landing_date: dt.date) -> SourceStats:
-    """Load the day's `events*.jsonl[.gz]` files into raw.events (replacing that day's rows)."""
+def load_events_days(con, landing_dir: Path, dates: list[dt.date]) -> dict[dt.date, SourceStats]:
+    """Load the event files of several landing days set-based, in one transaction.
+
+    The days' accounts/users snapshots must be loaded already (same or earlier days).
+    """
     started = time.perf_counter()
-    folder = day_dir(landing_dir, landing_date)
-    files = event_files(folder)
+    files: dict[dt.date, int] = {}
+    sizes: dict[dt.date, int] = {}
     with transaction(con):
         con.execute(
             "create or replace temp table _ev_lines "
-            "(source_file varchar, source_line bigint, line varchar)"
+            "(landing_date date, source_file varchar, source_line bigint, line varchar)"
         )
-        for path in files:
-            load_lines(con, "_ev_lines", path, relative_name(path, Path(landing_dir)))
+        for d in dates:
+            paths = event_files(day_dir(landing_dir, d))
+            files[d] = len(paths)
+            sizes[d] = sum(p.stat().st_size for p in paths)
+            for path in paths:
+                load_lines(con, "_ev_lines", path, relative_name(path, Path(landing_dir)), d)
         _parse_json_lines(con)
-        return finish_events(
-            con,
-            landing_date,
-            files=len(files),
-            bytes_read=sum(p.stat().st_size for p in files),
-            started=started,
-        )
+        return finish_events(con, list(dates), files=files, bytes_read=sizes, started=started)
+
+
+def load_events(con, landing_dir: Path, landing_date: dt.date) -> SourceStats:
+    """Load one day's `events*.jsonl[.gz]` files into raw.events (replacing that day's rows)."""
+    return load_events_days(con, landing_dir, [landing_date])[landing_date]

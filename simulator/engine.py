@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from itertools import compress
 from pathlib import Path
 
 import numpy as np
@@ -243,7 +245,8 @@ class Simulation:
 
     def _promote_admin(self, i: int, t: int, live: np.ndarray, rng: np.random.Generator) -> None:
         acc, users = self.acc, self.users
-        mine = np.flatnonzero(live & (users.acct[: users.n] == i))
+        # `live` was computed before today's new users were added; they cannot be promoted yet.
+        mine = np.flatnonzero(live & (users.acct[: len(live)] == i))
         if len(mine):
             roles = users.role[mine]
             pool = mine[roles == 1] if (roles == 1).any() else mine
@@ -544,11 +547,14 @@ class Simulation:
         for i in np.flatnonzero(unk_user).tolist():
             uids[i] = f"u_{gids[i][2:]}_{9000 + int(rng.integers(0, 1000))}"
 
-        sess_mix = _mix(ev["sess"], self.salt ^ 0x5E55).tolist()
-        sess = [
-            "null" if s < 0 else f'"s_{x:016x}"'
-            for s, x in zip(ev["sess"].tolist(), sess_mix, strict=True)
-        ]
+        # Session ids are formatted once per session (a session has several events).
+        first = int(ev["sess"][ev["sess"] >= 0].min()) if (ev["sess"] >= 0).any() else 0
+        local = np.where(ev["sess"] >= 0, ev["sess"] - first, -1)
+        n_sess = int(local.max()) + 1 if n else 0
+        sess_ids = np.arange(first, first + n_sess, dtype=np.uint64)
+        sess_lit = [f'"s_{x:016x}"' for x in _mix(sess_ids, self.salt ^ 0x5E55).tolist()]
+        sess_lit.append("null")  # index -1
+        sess = [sess_lit[j] for j in local.tolist()]
         docs = [
             "null" if d < 0 else f'"d_{acc.ids[a][2:]}_{d:04d}"'
             for d, a in zip(ev["doc"].tolist(), aidx.tolist(), strict=True)
@@ -570,29 +576,29 @@ class Simulation:
             line = out[i]
             out[i] = line[: int(rng.integers(12, len(line) - 12))] + "\n"
 
-        # Route: late events and later duplicate copies go to later folders.
+        # Route: late events and later duplicate copies go to later folders; duplicates that
+        # stay repeat at the end of the day's own lines.
         later: dict[int, list[str]] = {}
-        own: list[str] = []
         counts = self.dirt
-        for i in range(n):
-            k = kind[i]
-            if k == 2:
-                arrival = self._arrival(t, 1, 5, rng)
-                if arrival >= 0:
-                    later.setdefault(arrival, []).append(out[i])
-                    counts["late_events"] += 1
-                    continue
+        moved = np.zeros(n, dtype=bool)
+        for i in np.flatnonzero(late).tolist():
+            arrival = self._arrival(t, 1, 5, rng)
+            if arrival >= 0:
+                later.setdefault(arrival, []).append(out[i])
+                moved[i] = True
+                counts["late_events"] += 1
+            else:
                 kind[i] = 0  # nowhere to land late: stays on time and clean
-            own.append(out[i])
-            if k == 1:
-                counts["duplicate_events"] += 1
-                arrival = -1
-                if rng.random() < dirt.duplicate_later_share:
-                    arrival = self._arrival(t, 1, 3, rng)
-                if arrival >= 0:
-                    later.setdefault(arrival, []).append(out[i])
-                else:
-                    own.append(out[i])
+        own = list(compress(out, (~moved).tolist()))
+        for i in np.flatnonzero(dup).tolist():
+            counts["duplicate_events"] += 1
+            arrival = -1
+            if rng.random() < dirt.duplicate_later_share:
+                arrival = self._arrival(t, 1, 3, rng)
+            if arrival >= 0:
+                later.setdefault(arrival, []).append(out[i])
+            else:
+                own.append(out[i])
         counts["malformed_lines"] += int(bad_json.sum())
         counts["wrong_types"] += int(bad_type.sum())
         counts["unknown_accounts"] += int(unk_acc.sum())
@@ -638,7 +644,6 @@ class Simulation:
         n = users.n
         listed = (acc.join_day <= t) & (acc.churn_day > t)
         keep = np.flatnonzero(listed[users.acct[:n]] & (users.created_day[:n] <= t))
-        rows = []
         start = np.datetime64(self.cfg.start, "s")
         created = np.datetime_as_string(
             start
@@ -651,30 +656,66 @@ class Simulation:
                 "timedelta64[s]"
             )
         )
-        for j, u in enumerate(keep.tolist()):
-            rows.append(
-                (
-                    users.ids[u],
-                    acc.ids[users.acct[u]],
-                    users.emails[u],
-                    C.ROLES[users.role[u]],
-                    created[j] + "Z",
-                    deact[j] + "Z" if gone[j] else "",
-                    "true" if users.opted_out[u] else "false",
-                )
+        ids, emails = users.ids, users.emails
+        body = "".join(
+            f"{ids[u]},{acc.ids[a]},{emails[u]},{C.ROLES[r]},{c}Z,{d + 'Z' if g else ''},"
+            f"{'true' if o else 'false'}\n"
+            for u, a, r, c, d, g, o in zip(
+                keep.tolist(),
+                users.acct[keep].tolist(),
+                users.role[keep].tolist(),
+                created.tolist(),
+                deact.tolist(),
+                gone.tolist(),
+                users.opted_out[keep].tolist(),
+                strict=True,
             )
-        return csv_text(USER_COLUMNS, rows)
+        )
+        return ",".join(USER_COLUMNS) + "\n" + body
 
     # -------------------------------------------------------------------- run
     def run(self, progress: Callable[[str], None] | None) -> SimSummary:
-        cfg = self.cfg
         started = time.perf_counter()
-        last_report = started
         health = None
         if self.truth_dir is not None:
             health = GzipCsvStream(
                 self.truth_dir / "health_daily.csv.gz", ("account_id", "date", "latent_health")
             )
+        # Files are compressed and written on a second thread (zlib releases the GIL) while the
+        # next day is simulated; at most one day waits, so memory stays bounded.
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="landing-writer")
+        try:
+            self._days(pool, health, progress, started)
+        finally:
+            pool.shutdown(wait=True)
+            if health is not None:
+                health.close()
+        assert not self.pending and not self.pending_outcomes, "lines left undelivered"
+        if self.truth_dir is not None:
+            self._write_truth()
+        return SimSummary(
+            days=self.T,
+            accounts=self.acc.n,
+            users=self.users.n,
+            events_written=self.events_written,
+            dirt=dict(self.dirt),
+            outcomes=dict(self.outcome_counts),
+            folders_written=self.folders,
+            snapshots_written=self.snapshots,
+            opted_out_events=self.opted_out_events,
+            seconds=round(time.perf_counter() - started, 3),
+        )
+
+    def _days(
+        self,
+        pool: ThreadPoolExecutor,
+        health: GzipCsvStream | None,
+        progress: Callable[[str], None] | None,
+        started: float,
+    ) -> None:
+        cfg = self.cfg
+        last_report = started
+        inflight: Future | None = None
         for t in range(self.T):
             day = self.date(t)
             outcome_rows = self.lifecycle(t, np.random.default_rng([cfg.seed, 1, t]))
@@ -694,6 +735,9 @@ class Simulation:
                     )
                 )
             folder = self.out_dir / day.isoformat()
+            if inflight is not None:
+                inflight.result()  # re-raises a failed write here
+                inflight = None
             if t in self.delayed_arrival:
                 arrival = self.delayed_arrival[t]
                 self.pending.setdefault(arrival, []).extend(own)
@@ -708,7 +752,8 @@ class Simulation:
                 if rd.random() < cfg.dirt.rate("empty_file_rate"):
                     empty = 1 + int(rd.integers(0, 2))
                     self.dirt["empty_files"] += 1
-                write_folder(
+                inflight = pool.submit(
+                    write_folder,
                     folder,
                     day,
                     lines,
@@ -732,22 +777,8 @@ class Simulation:
                     f"day {t + 1}/{self.T} ({day}): {self.events_written:,} events written, "
                     f"{rate:,.0f} events/s"
                 )
-        assert not self.pending and not self.pending_outcomes, "lines left undelivered"
-        if health is not None:
-            health.close()
-            self._write_truth()
-        return SimSummary(
-            days=self.T,
-            accounts=self.acc.n,
-            users=self.users.n,
-            events_written=self.events_written,
-            dirt=dict(self.dirt),
-            outcomes=dict(self.outcome_counts),
-            folders_written=self.folders,
-            snapshots_written=self.snapshots,
-            opted_out_events=self.opted_out_events,
-            seconds=round(time.perf_counter() - started, 3),
-        )
+        if inflight is not None:
+            inflight.result()
 
     def _write_truth(self) -> None:
         acc = self.acc

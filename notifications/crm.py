@@ -128,9 +128,16 @@ class _HttpConnector:
     def _default_task_url(self, task_id: str) -> str | None:
         return None
 
-    def _owner(self, task: dict[str, Any]) -> str:
-        email = task.get("owner_email") or ""
-        return self.config.owner_ids.get(email, email)
+    def _owner(self, task: dict[str, Any]) -> str | None:
+        """The CRM user id of the owner; None (CRM default owner) when config has no mapping."""
+        owners = {k.lower(): v for k, v in self.config.owner_ids.items()}
+        return owners.get((task.get("owner_email") or "").lower())
+
+    def _body(self, task: dict[str, Any]) -> str:
+        if self._owner(task) is None and task.get("owner_email"):
+            # No CRM user id known: the task still says whose it is.
+            return f"{task['body']}\nOwner: {task['owner_email']}"
+        return task["body"]
 
     def _account(self, task: dict[str, Any]) -> str:
         return self.config.account_ids.get(task["account_id"], task["account_id"])
@@ -170,7 +177,7 @@ class HubSpotConnector(_HttpConnector):
         properties = {
             "hs_timestamp": task["due_at"],
             "hs_task_subject": task["subject"],
-            "hs_task_body": task["body"],
+            "hs_task_body": self._body(task),
             "hs_task_status": "NOT_STARTED",
             "hs_task_priority": HUBSPOT_PRIORITY.get(task.get("severity"), "MEDIUM"),
             "hs_task_type": "TODO",
@@ -221,7 +228,7 @@ class HubSpotConnector(_HttpConnector):
         props = (got or {}).get("properties", {})
         return TaskStatus(
             props.get("hs_task_status") == "COMPLETED",
-            _notes(props.get("hs_task_body"), row.payload.get("body")),
+            _notes(props.get("hs_task_body"), self._body(row.payload)),
         )
 
 
@@ -237,15 +244,16 @@ class SalesforceConnector(_HttpConnector):
         )
 
     def payload(self, task: dict[str, Any]) -> dict[str, Any]:
-        return {
+        record = {
             "Subject": task["subject"][:255],
-            "Description": task["body"],
+            "Description": self._body(task),
             "WhatId": self._account(task),
             "OwnerId": self._owner(task),
             "Priority": SALESFORCE_PRIORITY.get(task.get("severity"), "Normal"),
             "Status": "Not Started",
             "ActivityDate": task["due_at"][:10],
         }
+        return {k: v for k, v in record.items() if v is not None}
 
     def __call__(self, row: OutboxRow) -> SendResult:
         task = row.payload
@@ -282,7 +290,7 @@ class SalesforceConnector(_HttpConnector):
             or {}
         )
         done = got.get("Status") == "Completed" or bool(got.get("IsClosed"))
-        return TaskStatus(done, _notes(got.get("Description"), row.payload.get("body")))
+        return TaskStatus(done, _notes(got.get("Description"), self._body(row.payload)))
 
 
 def sign(secret: str, body: bytes) -> str:

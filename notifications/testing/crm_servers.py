@@ -191,6 +191,8 @@ class HubSpotServer(ContractServer):
         ts = props["hs_timestamp"]
         if not (ts.isdigit() or re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z", ts)):
             return self.reject(f"hs_timestamp {ts!r} is neither epoch millis nor UTC ISO-8601")
+        if "hubspot_owner_id" in props and not props["hubspot_owner_id"].isdigit():
+            return self.reject(f"hubspot_owner_id {props['hubspot_owner_id']!r} is not an owner id")
         if props.get("hs_task_status", "NOT_STARTED") not in self.STATUSES:
             return self.reject(f"bad hs_task_status {props.get('hs_task_status')!r}")
         if props.get("hs_task_priority", "NONE") not in self.PRIORITIES:
@@ -287,7 +289,9 @@ class SalesforceServer(ContractServer):
                 return self.reject(f"No such column '{key}' on sobject of type Task")
             if not isinstance(value, str):
                 return self.reject(f"{key} must be a string")
-        for required in ("Subject", "OwnerId", "WhatId", "Status", "Priority"):
+        if "OwnerId" in body and not re.fullmatch(r"005\w{12}(\w{3})?", body["OwnerId"]):
+            return self.reject(f"OwnerId {body['OwnerId']!r} is not a User id")
+        for required in ("Subject", "WhatId", "Status", "Priority"):
             if not body.get(required):
                 return self.reject(f"Required field missing: {required}")
         if body["Status"] not in self.STATUSES:

@@ -69,7 +69,7 @@ class CrmResource(dg.ConfigurableResource):
     webhook_secret: str = ""
     timeout_seconds: float = 10.0
 
-    def settings(self) -> CrmConfig:
+    def settings(self, maps: dict[str, dict[str, str]] | None = None) -> CrmConfig:
         base, token = {
             "hubspot": (self.hubspot_base_url, self.hubspot_token),
             "salesforce": (self.salesforce_base_url, self.salesforce_token),
@@ -81,10 +81,13 @@ class CrmResource(dg.ConfigurableResource):
             token=token,
             webhook_secret=self.webhook_secret,
             timeout_seconds=self.timeout_seconds,
+            owner_ids=(maps or {}).get("owner_ids", {}),
+            account_ids=(maps or {}).get("account_ids", {}),
         )
 
-    def connector(self):
-        return connector(self.settings())
+    def connector(self, maps: dict[str, dict[str, str]] | None = None):
+        """The outbox sender; `maps` = CRM user ids by owner email, CRM record ids by account."""
+        return connector(self.settings(maps))
 
 
 def _env(name: str, default: Any) -> Any:
@@ -125,12 +128,24 @@ def _routing(paths: PathsResource) -> dict[str, Any]:
     return yaml.safe_load(path.read_text()) or {}
 
 
+def _crm_maps(paths: PathsResource) -> dict[str, dict[str, str]]:
+    """Optional config/crm.yml: `owner_ids: {csm email: CRM user id}` and
+    `account_ids: {account_id: CRM company/account id}` (default: the account_id itself).
+    """
+    path = paths.config / "crm.yml"
+    data = (yaml.safe_load(path.read_text()) or {}) if path.exists() else {}
+    return {
+        key: {str(k): str(v) for k, v in (data.get(key) or {}).items()}
+        for key in ("owner_ids", "account_ids")
+    }
+
+
 def _templates(paths: PathsResource) -> Path:
     return paths.config / "templates" / "email"
 
 
-def _senders(smtp: SmtpResource, crm: CrmResource) -> dict[str, Any]:
-    return {"email": smtp.sender(), "crm_task": crm.connector()}
+def _senders(smtp: SmtpResource, crm: CrmResource, paths: PathsResource) -> dict[str, Any]:
+    return {"email": smtp.sender(), "crm_task": crm.connector(_crm_maps(paths))}
 
 
 def _status_metadata(con) -> dict[str, Any]:
@@ -157,7 +172,9 @@ def crm_tasks(
         ensure_schema(con)
         tasks = build_crm_tasks(con, TaskPolicy.from_routing(_routing(paths)), now)
         new = enqueue(con, tasks, now)
-        report = deliver_due(con, {"crm_task": crm.connector()}, now, channels=["crm_task"])
+        report = deliver_due(
+            con, {"crm_task": crm.connector(_crm_maps(paths))}, now, channels=["crm_task"]
+        )
         meta = _status_metadata(con)
         examples = [t.subject for t in tasks[:3]]
     context.log.info(f"CRM tasks: {new} new, mode {crm.mode}, {report.as_metadata()}")
@@ -309,12 +326,13 @@ def critical_alert_sensor(
 def outbox_retry_sensor(
     context: dg.SensorEvaluationContext,
     duckdb: DuckDBResource,
+    paths: PathsResource,
     smtp: SmtpResource,
     crm: CrmResource,
 ) -> dg.SensorResult | dg.SkipReason:
     try:
         with duckdb.get_connection() as con:
-            report = deliver_due(con, _senders(smtp, crm), utcnow())
+            report = deliver_due(con, _senders(smtp, crm, paths), utcnow())
             meta = _status_metadata(con)
     except duckdb_lib.IOException as exc:
         if _busy(exc):
@@ -349,6 +367,7 @@ def outbox_retry_sensor(
 def crm_status_sync_sensor(
     context: dg.SensorEvaluationContext,
     duckdb: DuckDBResource,
+    paths: PathsResource,
     crm: CrmResource,
 ) -> dg.SensorResult | dg.SkipReason:
     if crm.mode in ("record", "webhook"):
@@ -357,7 +376,7 @@ def crm_status_sync_sensor(
 
     try:
         with duckdb.get_connection() as con:
-            report = sync_task_status(con, crm.connector(), transition, utcnow())
+            report = sync_task_status(con, crm.connector(_crm_maps(paths)), transition, utcnow())
     except duckdb_lib.IOException as exc:
         if _busy(exc):
             return dg.SkipReason("Warehouse is busy; next tick.")

@@ -41,15 +41,30 @@ def salesforce():
         yield server
 
 
-def _hs(server, timeout=5.0):
+OWNERS = {"ana@example.com": "101", "cara@example.com": "103"}
+
+
+def _hs(server, timeout=5.0, owners=OWNERS):
     return connector(
-        CrmConfig(mode="hubspot", base_url=server.url, token="hs-token", timeout_seconds=timeout)
+        CrmConfig(
+            mode="hubspot",
+            base_url=server.url,
+            token="hs-token",
+            timeout_seconds=timeout,
+            owner_ids=owners,
+        )
     )
 
 
 def _sf(server, timeout=5.0):
     return connector(
-        CrmConfig(mode="salesforce", base_url=server.url, token="sf-token", timeout_seconds=timeout)
+        CrmConfig(
+            mode="salesforce",
+            base_url=server.url,
+            token="sf-token",
+            timeout_seconds=timeout,
+            owner_ids={"cara@example.com": "005000000000003AAA"},
+        )
     )
 
 
@@ -75,7 +90,11 @@ def test_hubspot_payload_matches_contract(con, hubspot):
     assert all(isinstance(v, str) for v in props.values())
     assert props["hs_timestamp"] == "2025-03-05T17:00:00.000Z"  # the alert's SLA
     assert props["hs_task_priority"] == "HIGH" and props["hs_task_status"] == "NOT_STARTED"
-    assert props["hubspot_owner_id"] == "ana@example.com"
+    assert props["hubspot_owner_id"] == "101"  # mapped from the owner's email
+    hooli = next(
+        t for t in hubspot.tasks.values() if t["properties"]["ea_alert_id"] == "al_crit_hooli"
+    )
+    assert hooli["properties"]["hubspot_owner_id"] == "103"
     assert "Why:" in props["hs_task_body"] and "Recommended:" in props["hs_task_body"]
     assert OPTED_OUT_EMAIL not in props["hs_task_body"]
     assert task["associations"] == [
@@ -159,7 +178,9 @@ def test_salesforce_upsert_contract_retries_and_sync(con, salesforce):
     assert outbox_counts(con)["sent"] == 4 and salesforce.violations == []
     assert set(salesforce.tasks) == EXPECTED_TASKS
     rec = salesforce.tasks["al_exp_umbrella"]
-    assert rec["WhatId"] == "a_004" and rec["OwnerId"] == "cara@example.com"
+    assert rec["WhatId"] == "a_004" and rec["OwnerId"] == "005000000000003AAA"
+    acme = salesforce.tasks["al_crit_acme"]  # ana has no Salesforce user id configured
+    assert "OwnerId" not in acme and "Owner: ana@example.com" in acme["Description"]
     assert rec["ActivityDate"] == "2025-03-05" and rec["Priority"] == "High"
     patches = [r for r in salesforce.requests if r["method"] == "PATCH"]
     assert all(

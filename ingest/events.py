@@ -299,31 +299,27 @@ def _day_stats(con, dates, files, bytes_read, started, source) -> dict[dt.date, 
     seconds = round((time.perf_counter() - started) / max(len(dates), 1), 3)
     for s in stats.values():
         s.seconds = seconds
-        record_partition(con, s)
+    record_partitions(con, list(stats.values()))
     return stats
 
 
-def record_partition(con, stats: SourceStats) -> None:
-    """Replace this (landing day, source) row of raw.landed_partitions."""
+def record_partitions(con, stats: list[SourceStats]) -> None:
+    """Replace these (landing day, source) rows of raw.landed_partitions in two statements."""
+    if not stats:
+        return
+    keys = [f"{s.landing_date.isoformat()}|{s.source}" for s in stats]
     con.execute(
-        "delete from raw.landed_partitions where landing_date = ? and source = ?",
-        [stats.landing_date, stats.source],
+        "delete from raw.landed_partitions "
+        "where list_contains($keys, landing_date::varchar || '|' || source)",
+        {"keys": keys},
     )
-    con.execute(
-        "insert into raw.landed_partitions values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now()::timestamp)",
-        [
-            stats.landing_date,
-            stats.source,
-            stats.files,
-            stats.bytes_read,
-            stats.rows_read,
-            stats.rows_loaded,
-            stats.rows_quarantined,
-            stats.duplicates_dropped,
-            stats.late_events,
-            stats.opted_out_dropped,
-        ],
-    )
+    fields = (
+        "landing_date", "source", "files", "bytes_read", "rows_read", "rows_loaded",
+        "rows_quarantined", "duplicates_dropped", "late_events", "opted_out_dropped",
+    )  # fmt: skip
+    rows = ", ".join(["(?::date, ?, ?, ?, ?, ?, ?, ?, ?, ?, now()::timestamp)"] * len(stats))
+    params = [getattr(s, f) for s in stats for f in fields]
+    con.execute(f"insert into raw.landed_partitions values {rows}", params)
 
 
 def _no_snapshot(d: dt.date) -> IngestError:

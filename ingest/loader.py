@@ -12,7 +12,7 @@ from pathlib import Path
 from ingest.common import IngestError, SourceStats, day_dir, read_manifest, transaction
 from ingest.events import event_files, load_events_days
 from ingest.schema import ensure_raw_schema
-from ingest.snapshots import load_accounts, load_outcomes, load_users
+from ingest.snapshots import ACCOUNTS, OUTCOMES, USERS, load_csv_days
 
 
 @dataclass
@@ -80,9 +80,8 @@ def _load_batch(con, landing_dir: Path, dates: list[dt.date]) -> list[LoadStats]
     out = {d: LoadStats(landing_date=d) for d in dates}
     with transaction(con):
         # Snapshots first: each day's events are checked against snapshots up to that day.
-        for day in dates:
-            for loader in (load_accounts, load_users, load_outcomes):
-                s = loader(con, landing_dir, day)
+        for source in (ACCOUNTS, USERS, OUTCOMES):
+            for day, s in load_csv_days(con, landing_dir, dates, source).items():
                 out[day].sources[s.source] = s
         for day, s in load_events_days(con, landing_dir, dates).items():
             out[day].sources["events"] = s

@@ -10,7 +10,7 @@ from pathlib import Path
 import duckdb
 
 from ingest.common import IngestError, SourceStats, day_dir, relative_name, transaction
-from ingest.events import record_partition
+from ingest.events import record_partitions
 
 _SQL_TYPES = {
     "string": "varchar",
@@ -163,36 +163,57 @@ def _read_csv(con, path: Path, source: CsvSource) -> list[str]:
     return [c for c in present if c not in expected and c.startswith("column")]
 
 
+def _header_only(path: Path) -> bool:
+    """True for a small file with at most a header line (most days' outcomes.csv)."""
+    if path.stat().st_size > 4096:
+        return False
+    return len([ln for ln in path.read_bytes().splitlines() if ln.strip()]) <= 1
+
+
+def load_csv_days(
+    con, landing_dir: Path, dates: list[dt.date], source: CsvSource
+) -> dict[dt.date, SourceStats]:
+    """Load one CSV source for several landing days (replacing those days' rows)."""
+    started = time.perf_counter()
+    stats = {d: SourceStats(source=source.name, landing_date=d) for d in dates}
+    days = {"dates": sorted(dates)}
+    with transaction(con):
+        con.execute(f"delete from {source.table} where list_contains($dates, landing_date)", days)
+        con.execute(
+            "delete from raw.quarantine where source = $source "
+            "and list_contains($dates, landing_date)",
+            {**days, "source": source.name},
+        )
+        for d, st in stats.items():
+            path = day_dir(landing_dir, d) / source.file
+            if not path.exists():
+                continue
+            st.files = 1
+            st.bytes_read = path.stat().st_size
+            if _header_only(path):
+                continue
+            extra = _read_csv(con, path, source)
+            _classify_and_insert(con, source, d, relative_name(path, Path(landing_dir)), extra)
+            for reason, n in con.execute(
+                "select coalesce(reason, ''), count(*) from _csv_class group by all order by 1"
+            ).fetchall():
+                st.rows_read += n
+                if reason:
+                    st.quarantined_by_reason[reason] = n
+                    st.rows_quarantined += n
+            st.rows_loaded = st.rows_read - st.rows_quarantined
+        per_day = round((time.perf_counter() - started) / max(len(dates), 1), 3)
+        for st in stats.values():
+            st.seconds = per_day
+        record_partitions(con, list(stats.values()))
+    return stats
+
+
 def load_csv_source(
     con, landing_dir: Path, landing_date: dt.date, source: CsvSource
 ) -> SourceStats:
     """Load one CSV source of a landing day into its raw table (replacing that day's rows)."""
-    started = time.perf_counter()
-    d = landing_date
-    path = day_dir(landing_dir, d) / source.file
-    stats = SourceStats(source=source.name, landing_date=d)
-    with transaction(con):
-        con.execute(f"delete from {source.table} where landing_date = ?", [d])
-        con.execute(
-            "delete from raw.quarantine where source = ? and landing_date = ?", [source.name, d]
-        )
-        if path.exists():
-            stats.files = 1
-            stats.bytes_read = path.stat().st_size
-            extra = _read_csv(con, path, source)
-            _classify_and_insert(con, source, d, relative_name(path, Path(landing_dir)), extra)
-            stats.rows_read = con.execute("select count(*) from _csv_class").fetchone()[0]
-            stats.quarantined_by_reason = dict(
-                con.execute(
-                    "select reason, count(*) from _csv_class where reason is not null "
-                    "group by all order by 1"
-                ).fetchall()
-            )
-            stats.rows_quarantined = sum(stats.quarantined_by_reason.values())
-            stats.rows_loaded = stats.rows_read - stats.rows_quarantined
-        record_partition(con, stats)
-    stats.seconds = round(time.perf_counter() - started, 3)
-    return stats
+    return load_csv_days(con, landing_dir, [landing_date], source)[landing_date]
 
 
 def _classify_and_insert(

@@ -119,7 +119,7 @@ def _headline(metrics: dict, previous: dict | None) -> list[dict[str, str]]:
         change, arrow, tone = "first digest", "", "muted"
         if previous is not None and key in previous:
             delta = value - previous[key]
-            arrow = "▲" if delta > 0 else "▼" if delta < 0 else "="
+            arrow = "▲" if delta > 0 else "▼" if delta < 0 else ""
             change = (money(abs(delta)) if is_money else str(abs(delta))) if delta else "no change"
             bad = (delta > 0) == up_is_bad
             tone = "muted" if delta == 0 else ("critical" if bad else "positive")

@@ -225,3 +225,17 @@ def test_sla_escalations_reach_the_manager_once(con, content, smtp, capture):
             "south.lead@example.com" if team_south else "north.lead@example.com"
         )
     assert build_escalations(con, TEMPLATES, content, later) == []
+
+
+def test_headline_shows_change_since_previous_digest(con, content, smtp, capture):
+    _send_digests(con, content, smtp)
+    con.execute(
+        "update alerts.alerts set status = 'resolved', resolution_reason = 'done' "
+        "where alert_id = 'al_med_globex'"
+    )
+    next_day = DAY + dt.timedelta(days=1)
+    built = build_digests(con, next_day, TEMPLATES, content, NOW + dt.timedelta(days=1))
+    ana = next(d for d in built if d.recipient == "ana@example.com")
+    assert "Open alerts: 2 (▼ 1)" in ana.payload["text"]
+    assert "Critical & high: 2 (no change)" in ana.payload["text"]
+    assert ana.idempotency_key == f"digest:ana@example.com:{next_day.isoformat()}"

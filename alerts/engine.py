@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from alerts.lifecycle import escalate_overdue, event_id
+from alerts.lifecycle import audit_many, escalate_overdue
 from alerts.rules import Routing, Rule, RuleSet, columns_from_connection, template_env
 from alerts.schema import ensure_schema
 
@@ -290,14 +290,6 @@ def _route(rule: Rule, row: dict, routing: Routing) -> tuple[str, str]:
     return resolve(owner, routing.unassigned_owner), resolve(escalation, routing.default_escalation)
 
 
-def _clean(v):
-    if isinstance(v, float) and math.isnan(v):
-        return None
-    if isinstance(v, dt.date | dt.datetime):
-        return v.isoformat()
-    return v
-
-
 def evaluate(
     con,
     ruleset: RuleSet,
@@ -358,42 +350,77 @@ def _evaluate_in_transaction(con, ruleset, routing, as_of, at, env, result) -> N
         "select count(*), count(*) filter (where not _gate_ok) from _ea_eval"
     ).fetchall()[0]
     result.accounts_evaluated, result.accounts_gated = total, gated
+    rules_frame = pd.DataFrame(
+        {
+            "rule_id": [r.id for r in ruleset.enabled],
+            "weight": [ruleset.severity_weights[r.severity] for r in ruleset.enabled],
+            "model": [r.model for r in ruleset.enabled],
+            "cooldown_days": [r.cooldown_days for r in ruleset.enabled],
+        }
+    ).astype(
+        {"rule_id": "object", "model": "object", "weight": "float64", "cooldown_days": "int64"}
+    )
+    con.register("_ea_rules_df", rules_frame)
+    con.execute("create or replace temp table _ea_rules as select * from _ea_rules_df")
+    con.unregister("_ea_rules_df")
+    # Which rules hold for which accounts: one set-based query, nothing rendered yet.
     account_rules = [r for r in ruleset.enabled if r.alert_type != "data_freshness"]
-    fresh_rules = [r for r in ruleset.enabled if r.alert_type == "data_freshness"]
-    rows: list[dict] = []
+    con.execute(
+        "create or replace temp table _ea_keys (rule_id string, account_id string, "
+        "_values json, _clauses boolean[])"
+    )
     if account_rules:
         sql, params = _hit_query(account_rules, gated=True)
-        cur = con.execute(
-            f"select h.rule_id as _rule_id, h._values, h._clauses, e.* "
-            f"from ({sql}) h join _ea_eval e using (account_id)",
-            params,
-        )
-        names = [d[0] for d in cur.description]
-        rules_by_id = {r.id: r for r in account_rules}
-        for rec in cur.fetchall():
-            row = {k: _clean(v) for k, v in zip(names, rec, strict=True)}
-            rows.append(_render(rules_by_id[row["_rule_id"]], row, ruleset, routing, as_of, env))
-    for rule in fresh_rules:
+        con.execute(f"insert into _ea_keys {sql}", params)
+    # Data freshness: one alert for the whole day, listing the accounts held back.
+    fresh_rows: dict[str, dict] = {}
+    for rule in (r for r in ruleset.enabled if r.alert_type == "data_freshness"):
         sql, params = _hit_query([rule], gated=False)
         affected = [r[1] for r in con.execute(sql, params).fetchall()]
         day_landed = con.execute("select bool_and(day_is_landed) from _ea_eval").fetchall()[0][0]
         if affected or total == 0:
-            row = {
+            values = {"accounts_affected": len(affected), "day_is_landed": bool(day_landed)}
+            fresh_rows[rule.id] = {
                 "account_id": WHOLE_WAREHOUSE,
                 "_account_name": "All accounts",
                 "accounts_affected": len(affected) if total else "all",
                 "day_is_landed": bool(day_landed) if total else False,
                 "examples": sorted(affected)[:5],
                 "arr": None,
-                "_values": json.dumps({"accounts_affected": len(affected)}),
+                "_values": json.dumps(values),
                 "_clauses": [],
             }
-            rows.append(_render(rule, row, ruleset, routing, as_of, env))
-    hits = pd.DataFrame(rows, columns=list(_HIT_COLUMNS))
-    hits = hits.astype({"priority": "float64", "probability": "float64", "arr": "float64"})
-    con.register("_ea_hits_df", hits)
-    con.execute("create or replace temp table _ea_hits as select * from _ea_hits_df")
-    con.unregister("_ea_hits_df")
+            con.execute(
+                "insert into _ea_keys values (?, ?, ?, [])",
+                [rule.id, WHOLE_WAREHOUSE, json.dumps(values)],
+            )
+    _continue_and_select_new(con, as_of, at, result)
+    # Render explanations and recommendations for the new episodes only.
+    rules_by_id = {r.id: r for r in ruleset.enabled}
+    cur = con.execute(
+        """
+        select n.rule_id as _rule_id, n._values, n._clauses, e.*
+        from _ea_new n join _ea_eval e using (account_id)
+        where not n.is_snoozed and not n.is_cooling
+        """
+    )
+    names = [d[0] for d in cur.description]
+    rows = []
+    for rec in cur.fetchall():
+        row = dict(zip(names, rec, strict=True))
+        rows.append(_render(rules_by_id[row["_rule_id"]], row, ruleset, routing, as_of, env))
+    for rule_id, row in fresh_rows.items():
+        raise_it = con.execute(
+            "select count(*) from _ea_new where rule_id = ? and not is_snoozed and not is_cooling",
+            [rule_id],
+        ).fetchall()[0][0]
+        if raise_it:
+            rows.append(_render(rules_by_id[rule_id], row, ruleset, routing, as_of, env))
+    frame = pd.DataFrame(rows, columns=list(_HIT_COLUMNS))
+    frame = frame.astype({"priority": "float64", "probability": "float64", "arr": "float64"})
+    con.register("_ea_raise_df", frame)
+    con.execute("create or replace temp table _ea_raise as select * from _ea_raise_df")
+    con.unregister("_ea_raise_df")
     _apply(con, ruleset, routing, as_of, at, result)
 
 
@@ -486,39 +513,6 @@ def _render(rule: Rule, row: dict, ruleset: RuleSet, routing: Routing, as_of, en
     }
 
 
-def _audit_rows(con, rows: list[tuple], at: dt.datetime) -> None:
-    """Append audit events (alert_id, event, from, to, actor, reason, details) set-wise."""
-    if not rows:
-        return
-    frame = pd.DataFrame(
-        [
-            {
-                "event_id": event_id(a, e, f, t, at.isoformat(), None),
-                "alert_id": a,
-                "event": e,
-                "from_status": f,
-                "to_status": t,
-                "actor": actor,
-                "reason": reason,
-                "event_at": at,
-                "details_json": details,
-            }
-            for a, e, f, t, actor, reason, details in rows
-        ]
-    )
-    con.register("_ea_audit_df", frame)
-    con.execute(
-        """
-        insert into alerts.audit_log
-        select n.event_id, n.alert_id, n.event, n.from_status, n.to_status, n.actor, n.reason,
-               n.event_at, n.details_json, now()::timestamp
-        from _ea_audit_df n
-        where not exists (select 1 from alerts.audit_log l where l.event_id = n.event_id)
-        """
-    )
-    con.unregister("_ea_audit_df")
-
-
 def _close(con, ids_sql: str, params: list, status: str, at, reason_sql: str) -> int:
     """Close the alerts selected by `ids_sql` (alert_id, status, reason), auditing each."""
     rows = con.execute(f"select alert_id, status, {reason_sql} from ({ids_sql})", params).fetchall()
@@ -535,54 +529,71 @@ def _close(con, ids_sql: str, params: list, status: str, at, reason_sql: str) ->
         [status, at, at],
     )
     con.unregister("_ea_close_df")
-    _audit_rows(con, [(a, status, f, status, ENGINE_ACTOR, r, None) for a, f, r in rows], at)
+    audit_many(con, [(a, status, f, status, ENGINE_ACTOR, r, None) for a, f, r in rows], at)
     return len(rows)
 
 
-def _apply(con, ruleset: RuleSet, routing: Routing, as_of, at, result: EvaluationResult) -> None:
-    # 1. Hits with an open alert for the same rule and account continue that episode.
+def _continue_and_select_new(con, as_of, at, result: EvaluationResult) -> None:
+    """Continue open episodes that still hold; list the other hits as candidate new alerts."""
     result.continued_alerts = con.execute(
         """
-        select count(*) from alerts.alerts a join _ea_hits h using (rule_id, account_id)
+        select count(*) from alerts.alerts a join _ea_keys k using (rule_id, account_id)
         where a.status in ('open', 'acknowledged') and a.first_raised_on < ?
         """,
         [as_of],
     ).fetchall()[0][0]
+    # Only small columns are refreshed: the explanation stays the one the alert was raised with
+    # (and rewriting long text columns for every open alert each day is slow in DuckDB).
     con.execute(
         """
         update alerts.alerts a set
-            last_seen_on = greatest(a.last_seen_on, ?), explanation = h.explanation,
-            explanation_json = h.explanation_json, drivers_json = h.drivers_json,
-            priority = h.priority, probability = h.probability, arr = h.arr,
-            account_name = h.account_name, recommendation_text = h.recommendation_text,
-            updated_at = ?
-        from _ea_hits h
-        where a.rule_id = h.rule_id and a.account_id = h.account_id
+            last_seen_on = greatest(a.last_seen_on, $d),
+            probability = coalesce(v.probability, a.probability),
+            arr = coalesce(v.arr, a.arr),
+            priority = coalesce(v.priority, a.priority),
+            updated_at = $at
+        from (
+            select k.rule_id, k.account_id, p.probability, cast(e.arr as double) as arr,
+                r.weight * coalesce(cast(e.arr as double), 0)
+                    * case when r.model is null then 1.0 else coalesce(p.probability, 0.5) end
+                    as priority
+            from _ea_keys k
+            join _ea_rules r using (rule_id)
+            left join _ea_eval e using (account_id)
+            left join lateral (
+                select case r.model when 'churn' then e.churn_probability
+                                    when 'expansion' then e.expansion_probability end
+                       as probability
+            ) p on true
+        ) v
+        where a.rule_id = v.rule_id and a.account_id = v.account_id
           and a.status in ('open', 'acknowledged')
         """,
-        [as_of, at],
+        {"d": as_of, "at": at},
     )
-    # 2. The others are new episodes unless snoozed, cooling down, or already closed today.
     con.execute(
         """
         create or replace temp table _ea_new as
-        select h.*,
+        select k.*,
+            'al_' || left(md5(k.rule_id || '|' || k.account_id || '|' || cast($d as string)), 20)
+                as new_alert_id,
             exists (
                 select 1 from alerts.snoozes s
-                where s.rule_id = h.rule_id and s.account_id = h.account_id
+                where s.rule_id = k.rule_id and s.account_id = k.account_id
                   and s.snoozed_until >= $d
             ) as is_snoozed,
             exists (
                 select 1 from alerts.alerts c
-                where c.rule_id = h.rule_id and c.account_id = h.account_id
+                where c.rule_id = k.rule_id and c.account_id = k.account_id
                   and c.status in ('resolved', 'expired')
-                  and (cast(c.resolved_at as date) + cast(h.cooldown_days as integer) > $d
-                       or c.alert_id = h.new_alert_id)
+                  and (cast(c.resolved_at as date) + cast(r.cooldown_days as integer) > $d
+                       or c.alert_id = 'al_' || left(md5(k.rule_id || '|' || k.account_id
+                                                        || '|' || cast($d as string)), 20))
             ) as is_cooling
-        from _ea_hits h
+        from _ea_keys k join _ea_rules r using (rule_id)
         where not exists (
             select 1 from alerts.alerts a
-            where a.rule_id = h.rule_id and a.account_id = h.account_id
+            where a.rule_id = k.rule_id and a.account_id = k.account_id
               and a.status in ('open', 'acknowledged')
         )
         """,
@@ -592,6 +603,9 @@ def _apply(con, ruleset: RuleSet, routing: Routing, as_of, at, result: Evaluatio
         "select count(*) filter (where is_snoozed), count(*) filter (where is_cooling "
         "and not is_snoozed) from _ea_new"
     ).fetchall()[0]
+
+
+def _apply(con, ruleset: RuleSet, routing: Routing, as_of, at, result: EvaluationResult) -> None:
     con.execute(
         """
         insert into alerts.alerts (
@@ -603,28 +617,15 @@ def _apply(con, ruleset: RuleSet, routing: Routing, as_of, at, result: Evaluatio
             'open', severity, priority, probability, arr, owner_email, escalation_email,
             $at + to_milliseconds(cast(round(sla_hours * 3600000) as bigint)), explanation,
             explanation_json, drivers_json, recommended_action, recommendation_text, false, $at
-        from _ea_new where not is_snoozed and not is_cooling
+        from _ea_raise
         """,
         {"d": as_of, "at": at},
     )
-    raised = con.execute(
-        "select new_alert_id, severity, priority from _ea_new "
-        "where not is_snoozed and not is_cooling"
-    ).fetchall()
-    _audit_rows(
+    raised = [a for (a,) in con.execute("select new_alert_id from _ea_raise").fetchall()]
+    details = json.dumps({"as_of": str(as_of)})
+    audit_many(
         con,
-        [
-            (
-                a,
-                "raised",
-                None,
-                "open",
-                ENGINE_ACTOR,
-                "condition met",
-                json.dumps({"as_of": str(as_of)}),
-            )
-            for a, _, _ in raised
-        ],
+        [(a, "raised", None, "open", ENGINE_ACTOR, "condition met", details) for a in raised],
         at,
     )
     result.new_alerts = con.execute(
@@ -641,7 +642,7 @@ def _apply(con, ruleset: RuleSet, routing: Routing, as_of, at, result: Evaluatio
             select alert_id, status from alerts.alerts a
             where a.status in ('open', 'acknowledged') and a.rule_id in ({marks})
               and a.episode_start_date <= ?
-              and not exists (select 1 from _ea_hits h
+              and not exists (select 1 from _ea_keys h
                               where h.rule_id = a.rule_id and h.account_id = a.account_id)
               and (a.account_id = '{WHOLE_WAREHOUSE}'
                    or a.account_id in (select account_id from _ea_eval where _gate_ok))

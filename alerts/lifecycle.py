@@ -170,6 +170,45 @@ def snooze(
     return sid
 
 
+def audit_many(con, rows: list[tuple], at: dt.datetime) -> None:
+    """Append many audit events at once: rows of (alert_id, event, from, to, actor, reason,
+    details_json). Events already recorded (same deterministic id) are skipped.
+    """
+    if not rows:
+        return
+    import pandas as pd  # local: only the batch paths need it
+
+    frame = pd.DataFrame(
+        [
+            {
+                "event_id": event_id(a, e, f, t, at.isoformat(), None),
+                "alert_id": a,
+                "event": e,
+                "from_status": f,
+                "to_status": t,
+                "actor": actor,
+                "reason": reason,
+                "event_at": at,
+                "details_json": details,
+            }
+            for a, e, f, t, actor, reason, details in rows
+        ]
+    ).astype({"from_status": "object", "details_json": "object", "reason": "object"})
+    con.register("_ea_audit_df", frame)
+    try:
+        con.execute(
+            """
+            insert into alerts.audit_log
+            select n.event_id, n.alert_id, n.event, n.from_status, n.to_status, n.actor,
+                   n.reason, n.event_at, n.details_json, now()::timestamp
+            from _ea_audit_df n
+            where not exists (select 1 from alerts.audit_log l where l.event_id = n.event_id)
+            """
+        )
+    finally:
+        con.unregister("_ea_audit_df")
+
+
 def escalate_overdue(con, now: dt.datetime, actor: str = "system:sla") -> list[dict]:
     """Escalate every open (unacknowledged, unsnoozed) alert whose SLA is due at or before `now`.
 
@@ -188,18 +227,51 @@ def escalate_overdue(con, now: dt.datetime, actor: str = "system:sla") -> list[d
         """,
         [now, now],
     ).fetchall()
-    out = []
+    if not rows:
+        return []
+    import pandas as pd
+
+    out, esc, events = [], [], []
     for alert_id, rule_id, account_id, severity, to, due, status in rows:
         esc_id = "es_" + event_id(alert_id, due.isoformat())[3:]
         reason = f"SLA due {due:%Y-%m-%d %H:%M} UTC passed without acknowledgement"
-        con.execute(
-            "insert or ignore into alerts.escalations values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [esc_id, alert_id, rule_id, account_id, severity, to, due, now, reason],
+        esc.append([esc_id, alert_id, rule_id, account_id, severity, to, due, now, reason])
+        events.append(
+            (alert_id, "escalated", status, status, actor, reason, json.dumps({"escalated_to": to}))
         )
-        con.execute(
-            "update alerts.alerts set escalated_at = ?, updated_at = ? where alert_id = ?",
-            [now, now, alert_id],
-        )
-        audit(con, alert_id, "escalated", status, status, actor, reason, now, {"escalated_to": to})
         out.append({"escalation_id": esc_id, "alert_id": alert_id, "escalated_to": to})
+    frame = pd.DataFrame(
+        esc,
+        columns=[
+            "escalation_id",
+            "alert_id",
+            "rule_id",
+            "account_id",
+            "severity",
+            "escalated_to",
+            "sla_due_at",
+            "escalated_at",
+            "reason",
+        ],
+    )
+    con.register("_ea_esc_df", frame)
+    try:
+        con.execute(
+            """
+            insert into alerts.escalations
+            select * from _ea_esc_df n
+            where not exists (select 1 from alerts.escalations e
+                              where e.escalation_id = n.escalation_id)
+            """
+        )
+        con.execute(
+            """
+            update alerts.alerts a set escalated_at = ?, updated_at = ?
+            from _ea_esc_df n where a.alert_id = n.alert_id
+            """,
+            [now, now],
+        )
+    finally:
+        con.unregister("_ea_esc_df")
+    audit_many(con, events, now)
     return out

@@ -83,7 +83,8 @@ def test_condition_that_stays_true_continues_then_auto_resolves(wh, routing):
     (alert,) = _alerts(wh)
     assert alert[3:6] == ("open", d[0], d[1])
     explanation = wh.con.execute("select explanation from alerts.alerts").fetchall()[0][0]
-    assert "active users 28d 2" in explanation and "-83% vs previous 28 days" in explanation
+    # The explanation is the one the alert was raised with (the values that fired it).
+    assert "active users 28d 3" in explanation and "-75% vs previous 28 days" in explanation
     r2 = _run(wh, rules, routing, d[2])
     assert r2.resolved_alerts == 1
     (alert,) = _alerts(wh)

@@ -49,6 +49,21 @@ class ContentConfig:
     meeting_hour_utc: int = 15
     meeting_minutes: int = 30
 
+    def _address(self, key: str) -> str | None:
+        value = (self.routing or {}).get(key)
+        return str(value).lower() if value else None
+
+    @property
+    def fallbacks(self) -> dict[str, str | None]:
+        """routing.yml stand-ins: owner of CSM-less accounts, escalation of manager-less ones,
+        and the data team that owns warehouse-wide alerts.
+        """
+        return {
+            "unassigned": self._address("unassigned_owner"),
+            "default_escalation": self._address("default_escalation"),
+            "data_team": self._address("data_team"),
+        }
+
     @property
     def admins(self) -> list[str]:
         r = self.routing or {}
@@ -105,6 +120,14 @@ def recipient_scopes(con, config: ContentConfig) -> list[tuple[str, str, str]]:
             union all
             select mgr, 'manager', account_id from acc where mgr is not null
             union all
+            select cast($unassigned as varchar), 'csm', account_id from acc
+            where csm is null and $unassigned is not null
+            union all
+            select cast($default_escalation as varchar), 'manager', account_id from acc
+            where mgr is null and $default_escalation is not null
+            union all
+            select cast($data_team as varchar), 'csm', '*' where $data_team is not null
+            union all
             select admins.email, 'admin', acc.account_id from admins cross join acc
             union all
             -- warehouse-wide alerts (data freshness) belong to no account: admins only
@@ -123,7 +146,7 @@ def recipient_scopes(con, config: ContentConfig) -> list[tuple[str, str, str]]:
         from ranked
         order by 1, 3
         """,
-        {"admins": config.admins},
+        {"admins": config.admins, **config.fallbacks},
     ).fetchall()
 
 

@@ -1,5 +1,299 @@
-"""Dagster definitions for the marts stage."""
+"""Dagster definitions for the marts stage: the dbt project as assets, its tests as checks."""
+
+import dataclasses
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
 
 import dagster as dg
+import yaml
+from dagster_dbt import (
+    DagsterDbtTranslator,
+    DagsterDbtTranslatorSettings,
+    DbtCliResource,
+    DbtProject,
+    dbt_assets,
+)
+from dagster_duckdb import DuckDBResource
 
-defs = dg.Definitions()
+from orchestration.asof import AsOfConfig, resolve_as_of
+from orchestration.resources import PathsResource
+
+DBT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
+# The dbt next to this interpreter, so a venv works without being activated.
+DBT_EXECUTABLE = str(Path(sys.executable).with_name("dbt"))
+HEALTH_CONFIG_FILE = "health_score.yml"
+# Late events arrive at most 5 days after their event date; every run rebuilds that many days.
+LOOKBACK_DAYS = 5
+# Past this many days a run uses month-sized microbatches: the same rows in far fewer statements.
+DAILY_BATCH_LIMIT_DAYS = 31
+MARTS = (
+    "fct_account_daily_engagement",
+    "account_health",
+    "dim_accounts",
+    "dim_accounts_history",
+    "ml_features",
+    "feature_adoption",
+    "data_freshness",
+)
+
+
+def _prepare_manifest(project: DbtProject) -> None:
+    """Write target/manifest.json with `dbt parse` so the definitions load on a fresh clone."""
+    # Parsing opens no database; the profile only needs the variable to exist.
+    env = {"DBT_SEND_ANONYMOUS_USAGE_STATS": "false", **os.environ}
+    env.setdefault("DUCKDB_DATABASE", str(DBT_DIR / "target" / "parse-only.duckdb"))
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("dbt")),
+            "parse",
+            "--quiet",
+            "--project-dir",
+            str(DBT_DIR),
+            "--profiles-dir",
+            str(DBT_DIR),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0 or not project.manifest_path.exists():
+        raise RuntimeError(
+            f"`dbt parse` failed in {DBT_DIR}; fix the dbt project (run `dbt parse` there to "
+            f"see the error):\n{result.stdout[-2000:]}{result.stderr[-2000:]}"
+        )
+
+
+dbt_project = DbtProject(project_dir=DBT_DIR, profiles_dir=DBT_DIR)
+if not dbt_project.manifest_path.exists():
+    _prepare_manifest(dbt_project)
+else:
+    dbt_project.prepare_if_dev()
+
+
+class MartsTranslator(DagsterDbtTranslator):
+    """Keys ["<schema>", "<name>"] (sources ["raw", "<table>"]); groups by schema folder."""
+
+    def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
+        if dbt_resource_props["resource_type"] == "source":
+            return dg.AssetKey([dbt_resource_props["source_name"], dbt_resource_props["name"]])
+        return dg.AssetKey([dbt_resource_props["schema"], dbt_resource_props["name"]])
+
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        return dbt_resource_props["schema"]
+
+
+class MartsConfig(AsOfConfig):
+    """Run config: the as-of date (empty = latest landed day) and an optional full rebuild."""
+
+    full_refresh: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildWindow:
+    """Which days the incremental (microbatch) models rebuild in one run."""
+
+    start: dt.date
+    end: dt.date  # exclusive: the day after the as-of date
+    batch_size: str
+    full_refresh: bool
+
+
+def build_window(
+    as_of: dt.date,
+    first_landed: dt.date,
+    latest_built: dt.date | None,
+    full_refresh: bool = False,
+) -> BuildWindow:
+    """The days to (re)build: everything on a first run or a full refresh, else the days since
+    the last built day plus LOOKBACK_DAYS before them (late events).
+    """
+    if full_refresh or latest_built is None:
+        start, full_refresh = first_landed, True
+    else:
+        start = min(latest_built + dt.timedelta(days=1), as_of) - dt.timedelta(days=LOOKBACK_DAYS)
+        start = max(start, first_landed)
+    end = as_of + dt.timedelta(days=1)
+    batch_size = "day" if (end - start).days <= DAILY_BATCH_LIMIT_DAYS else "month"
+    return BuildWindow(start=start, end=end, batch_size=batch_size, full_refresh=full_refresh)
+
+
+def dbt_vars(
+    as_of: dt.date, window: BuildWindow, first_landed: dt.date, health: Mapping | None
+) -> dict[str, Any]:
+    """The --vars of a run; `health` is config/health_score.yml (None = dbt_project defaults)."""
+    out: dict[str, Any] = {
+        "as_of_date": as_of.isoformat(),
+        "history_start": first_landed.isoformat(),
+        "microbatch_size": window.batch_size,
+    }
+    if health is not None:
+        out["health_score"] = dict(health)
+    return out
+
+
+def dbt_build_args(window: BuildWindow, variables: Mapping[str, Any]) -> list[str]:
+    """`dbt build` arguments for one run (dagster-dbt adds the selection)."""
+    args = [
+        "build",
+        "--vars",
+        json.dumps(variables, sort_keys=True),
+        "--event-time-start",
+        window.start.isoformat(),
+        "--event-time-end",
+        window.end.isoformat(),
+    ]
+    if window.full_refresh:
+        args.append("--full-refresh")
+    return args
+
+
+def load_health_config(config_dir: Path) -> dict[str, Any]:
+    """Read the health-score weights the team edits; errors say which file to fix."""
+    path = config_dir / HEALTH_CONFIG_FILE
+    if not path.is_file():
+        raise dg.Failure(
+            f"{path} is missing: copy config/{HEALTH_CONFIG_FILE} from the repository into "
+            "EA_CONFIG_DIR (it holds the health-score weights and tiers)."
+        )
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise dg.Failure(f"{path} is not valid YAML: {exc}") from exc
+    if not isinstance(loaded, dict) or not isinstance(loaded.get("components"), dict):
+        raise dg.Failure(f"{path} must be a mapping with a `components` section.")
+    return loaded
+
+
+def _warehouse_state(con) -> tuple[dt.date | None, dt.date | None]:
+    """(first landed events day, last as_of_date already in marts.account_health)."""
+    first = con.execute(
+        "select min(landing_date) from raw.landed_partitions where source = 'events'"
+    ).fetchone()[0]
+    exists = con.execute(
+        "select count(*) from information_schema.tables "
+        "where table_schema = 'marts' and table_name = 'account_health'"
+    ).fetchone()[0]
+    latest = (
+        con.execute("select max(as_of_date) from marts.account_health").fetchone()[0]
+        if exists
+        else None
+    )
+    return first, latest
+
+
+def _mart_metadata(con, as_of: dt.date) -> dict[str, dict[str, Any]]:
+    """Row counts and a few examples per mart, read after dbt has released the database."""
+    out: dict[str, dict[str, Any]] = {}
+    for name in MARTS:
+        exists = con.execute(
+            "select count(*) from information_schema.tables "
+            "where table_schema = 'marts' and table_name = ?",
+            [name],
+        ).fetchone()[0]
+        if exists:
+            out[name] = {"rows": con.execute(f"select count(*) from marts.{name}").fetchone()[0]}
+    if "account_health" in out:
+        tiers = con.execute(
+            "select health_tier, count(*) from marts.account_health where as_of_date = ? "
+            "group by 1 order by 1",
+            [as_of],
+        ).fetchall()
+        worst = con.execute(
+            "select account_id, health_score, health_tier from marts.account_health "
+            "where as_of_date = ? order by health_score, account_id limit 5",
+            [as_of],
+        ).fetchall()
+        out["account_health"] |= {
+            "accounts_on_as_of_date": sum(n for _, n in tiers),
+            "tiers_on_as_of_date": dg.MetadataValue.json(dict(tiers)),
+            "lowest_scores": dg.MetadataValue.md(
+                "\n".join(
+                    ["| account | score | tier |", "|---|---|---|"]
+                    + [f"| {a} | {s} | {t} |" for a, s, t in worst]
+                )
+            ),
+        }
+    if "ml_features" in out:
+        observable = con.execute(
+            "select count(*) from marts.ml_features where is_label_observable"
+        ).fetchone()[0]
+        out["ml_features"]["label_observable_rows"] = observable
+    if "data_freshness" in out:
+        missing = con.execute(
+            "select activity_date from marts.data_freshness where not is_landed "
+            "order by activity_date desc limit 10"
+        ).fetchall()
+        out["data_freshness"]["days_not_landed"] = ", ".join(str(d) for (d,) in missing) or "none"
+    return out
+
+
+@dbt_assets(
+    manifest=dbt_project.manifest_path,
+    project=dbt_project,
+    name="marts_dbt",
+    dagster_dbt_translator=MartsTranslator(
+        settings=DagsterDbtTranslatorSettings(enable_asset_checks=True)
+    ),
+)
+def marts_dbt(
+    context: dg.AssetExecutionContext,
+    dbt: DbtCliResource,
+    duckdb: DuckDBResource,
+    paths: PathsResource,
+    config: MartsConfig,
+) -> Iterator[Any]:
+    """`dbt build` of the selected models as of the run's date; dbt tests become asset checks."""
+    health = load_health_config(paths.config)
+    # Read what we need and close the connection: dbt needs DuckDB's single writer lock.
+    with duckdb.get_connection() as con:
+        as_of = resolve_as_of(con, config)
+        first_landed, latest_built = _warehouse_state(con)
+    if first_landed is None:
+        raise dg.Failure("raw.landed_partitions has no events day: run the ingestion assets first.")
+    window = build_window(as_of, first_landed, latest_built, config.full_refresh)
+    args = dbt_build_args(window, dbt_vars(as_of, window, first_landed, health))
+    context.log.info(f"dbt {' '.join(args)}")
+    started = time.perf_counter()
+    # Buffer dbt's events: the row counts below need the database after dbt has let go of it.
+    events = list(dbt.cli(args, context=context).stream())
+    seconds = round(time.perf_counter() - started, 2)
+    with duckdb.get_connection() as con:
+        extra = _mart_metadata(con, as_of)
+    common = {
+        "as_of_date": as_of.isoformat(),
+        "rebuilt_from": window.start.isoformat(),
+        "batch_size": window.batch_size,
+        "full_refresh": window.full_refresh,
+        "dbt_seconds": seconds,
+    }
+    for event in events:
+        if isinstance(event, dg.Output):
+            key = context.asset_key_for_output(event.output_name)
+            meta = {**event.metadata, **common, **extra.get(key.path[-1], {})}
+            yield dg.Output(
+                value=event.value,
+                output_name=event.output_name,
+                metadata=meta,
+                data_version=event.data_version,
+                tags=event.tags,
+            )
+        else:
+            yield event
+
+
+defs = dg.Definitions(
+    assets=[marts_dbt],
+    resources={
+        "dbt": DbtCliResource(
+            project_dir=dbt_project, profiles_dir=str(DBT_DIR), dbt_executable=DBT_EXECUTABLE
+        )
+    },
+)

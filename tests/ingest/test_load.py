@@ -213,3 +213,21 @@ def test_bad_snapshot_and_outcome_rows_are_quarantined(landing, con):
         "where account_id = 'a1'"
     ).fetchone()
     assert row == (10, pytest.approx(12000.50), True, d("2025-03-04"))
+
+
+def test_bulk_load_keeps_good_days_before_a_broken_one(landing, con):
+    first_day(landing, [event("m1")])
+    write_day(landing, "2025-03-05", events=[event("m2", ts="2025-03-05T01:00:00Z")])
+    bad = gzip.compress(b'{"a": 1}\n' * 1000)[:60]
+    write_day(landing, "2025-03-06", events=[], extra_event_files={"events-001.jsonl.gz": bad})
+    write_day(landing, "2025-03-07", events=[event("m4", ts="2025-03-07T01:00:00Z")])
+    with pytest.raises(IngestError, match="2025-03-06/events-001.jsonl.gz"):
+        load_landing_days(con, landing)
+    days = con.execute("select list(distinct landing_date order by 1) from raw.events").fetchone()
+    assert days[0] == [d("2025-03-04"), d("2025-03-05")]
+    assert (
+        con.execute(
+            "select count(*) from raw.landed_partitions where landing_date >= '2025-03-06'"
+        ).fetchone()[0]
+        == 0
+    )

@@ -228,7 +228,16 @@ def deliver_due(
         report.attempted += 1
         started = time.perf_counter()
         try:
-            result = sender(row)
+            try:
+                result = sender(row)
+            except DeliveryError:
+                raise
+            except Exception as exc:
+                # A bug or malformed payload: dead-letter this row (visible, with the error)
+                # rather than abort the pass and block every delivery queued behind it.
+                raise PermanentDeliveryError(
+                    f"unexpected {type(exc).__name__} in the {row.channel} sender: {exc}"
+                ) from exc
         except DeliveryError as exc:
             elapsed = (time.perf_counter() - started) * 1000
             dead = (not exc.retryable) or attempt >= policy.max_attempts

@@ -239,3 +239,15 @@ def test_headline_shows_change_since_previous_digest(con, content, smtp, capture
     assert "Open alerts: 2 (▼ 1)" in ana.payload["text"]
     assert "Critical & high: 2 (no change)" in ana.payload["text"]
     assert ana.idempotency_key == f"digest:ana@example.com:{next_day.isoformat()}"
+
+
+def test_a_broken_message_is_dead_lettered_and_the_rest_still_go(con, content, smtp, capture):
+    built = build_critical_alerts(con, TEMPLATES, content, NOW)
+    enqueue(con, built, NOW)
+    con.execute("update ops.outbox set payload_json = '{}' where alert_id = 'al_crit_acme'")
+    report = deliver_due(con, {"email": smtp}, NOW)
+    assert report.sent == 1 and report.dead == 1
+    assert "KeyError" in report.errors[0]
+    assert [m.message["Subject"] for m in capture.messages()] == [
+        "Critical: Hooli Media - churn risk"
+    ]

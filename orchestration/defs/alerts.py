@@ -17,7 +17,6 @@ from orchestration.resources import PathsResource
 
 ALERTS = dg.AssetKey(["alerts", "alerts"])
 BACKTEST = dg.AssetKey(["alerts", "backtest"])
-ESCALATIONS = dg.AssetKey(["alerts", "sla_escalations"])
 INPUTS = [
     dg.AssetKey(["marts", "account_health"]),
     dg.AssetKey(["marts", "data_freshness"]),
@@ -188,31 +187,44 @@ def _num(value) -> float:
         return float("nan")
 
 
-@dg.asset(
-    key=ESCALATIONS,
-    deps=[ALERTS],
-    group_name="alerts",
-    kinds={"duckdb", "python"},
-    description="Escalates open, unacknowledged alerts past their SLA to the escalation address "
-    "(rows in alerts.escalations + audit events); each breach once.",
-)
-def alerts_sla_escalations(duckdb: DuckDBResource) -> dg.MaterializeResult:
+class EscalationConfig(dg.Config):
+    """`now` as an ISO timestamp (UTC) to escalate as of; empty = the current time."""
+
+    now: str = ""
+
+
+# An op job, not an asset: it acts on the wall clock, so it must stay out of the asset jobs that
+# replay history (the daily evaluation already escalates as of the end of its as-of day).
+@dg.op(description="Escalate open, unacknowledged alerts past their SLA (each breach once).")
+def escalate_sla_breaches(
+    context: dg.OpExecutionContext, config: EscalationConfig, duckdb: DuckDBResource
+) -> None:
     started = time.perf_counter()
+    now = dt.datetime.fromisoformat(config.now) if config.now else dt.datetime.now(dt.UTC)
     with duckdb.get_connection() as con:
         ensure_schema(con)
-        new = escalate_overdue(con, dt.datetime.now(dt.UTC))
-    return dg.MaterializeResult(
-        metadata={
-            "escalated": len(new),
-            "examples": dg.MetadataValue.json(new[:5]),
-            "seconds": round(time.perf_counter() - started, 3),
-        }
+        new = escalate_overdue(con, now)
+    context.log.info(f"escalated {len(new)} alert(s): {new[:5]}")
+    context.log_event(
+        dg.AssetObservation(
+            asset_key=ALERTS,
+            metadata={
+                "sla_escalations": len(new),
+                "examples": dg.MetadataValue.json(new[:5]),
+                "seconds": round(time.perf_counter() - started, 3),
+            },
+        )
     )
 
 
-sla_escalation_job = dg.define_asset_job(
-    "alerts_sla_escalation_job", selection=dg.AssetSelection.assets(ESCALATIONS)
+@dg.job(
+    name="alerts_sla_escalation_job",
+    description="Escalates alerts past their SLA to the escalation address (run by the sensor).",
 )
+def sla_escalation_job():
+    escalate_sla_breaches()
+
+
 alerts_backtest_job = dg.define_asset_job(
     "alerts_backtest_job", selection=dg.AssetSelection.assets(BACKTEST)
 )
@@ -254,7 +266,7 @@ def sla_breach_sensor(context: dg.SensorEvaluationContext, duckdb: DuckDBResourc
 
 
 defs = dg.Definitions(
-    assets=[alerts_alerts, alerts_backtest, alerts_sla_escalations],
+    assets=[alerts_alerts, alerts_backtest],
     asset_checks=[rules_file_validates],
     jobs=[sla_escalation_job, alerts_backtest_job],
     sensors=[sla_breach_sensor],

@@ -65,3 +65,34 @@ def test_broken_rules_file_fails_the_run_with_the_problem(wh, ea_env, tmp_path):
     assert "rule 'adoption_gap'" in str(failure.error) and "unknown column 'revenue'" in str(
         failure.error
     )
+
+
+def test_sla_sensor_requests_escalation_job_which_escalates_once(wh, ea_env):
+    from alerts.engine import evaluate
+    from alerts.rules import columns_from_connection, load_routing, load_rules
+
+    d = days(1)[0]
+    wh.day(d, {"a1": {"active_users_28d": 2}})
+    templates = CONFIG / "templates" / "recommendations"
+    rules = load_rules(CONFIG / "rules.yml", columns_from_connection(wh.con), templates)
+    evaluate(wh.con, rules, load_routing(CONFIG / "routing.yml"), d, templates)
+    wh.con.close()
+    resources = _resources(wh, CONFIG)
+    # The alert (raised for 2025-03-03) is long past its SLA by the wall clock.
+    with dg.build_sensor_context(resources={"duckdb": resources["duckdb"]}) as ctx:
+        request = stage.sla_breach_sensor(ctx)
+    assert isinstance(request, dg.RunRequest)
+    run_config = {"ops": {"escalate_sla_breaches": {"config": {"now": "2025-03-20T00:00:00"}}}}
+    for _ in range(2):
+        result = stage.sla_escalation_job.execute_in_process(
+            resources={"duckdb": resources["duckdb"]}, run_config=run_config
+        )
+        assert result.success
+    import duckdb
+
+    con = duckdb.connect(str(wh.path), read_only=True)
+    escalated = con.execute("select alert_id, escalated_to from alerts.escalations").fetchall()
+    con.close()
+    assert [e[1] for e in escalated] == ["mona@example.com"]
+    with dg.build_sensor_context(resources={"duckdb": resources["duckdb"]}) as ctx:
+        assert isinstance(stage.sla_breach_sensor(ctx), dg.SkipReason)

@@ -8,6 +8,7 @@ import re
 import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 SEVERITY_ORDER = {"critical": 0, "high": 1, "medium": 2, "low": 3}
 ACTIVE_STATUSES = ("open", "acknowledged")
@@ -63,6 +64,13 @@ class ContentConfig:
             "default_escalation": self._address("default_escalation"),
             "data_team": self._address("data_team"),
         }
+
+    def timezone(self, recipient: str) -> str:
+        """`timezones: {email: IANA zone}` in routing.yml; UTC when not given."""
+        zones = {
+            str(k).lower(): str(v) for k, v in ((self.routing or {}).get("timezones") or {}).items()
+        }
+        return zones.get(recipient.lower(), "UTC")
 
     @property
     def admins(self) -> list[str]:
@@ -274,6 +282,15 @@ def mailto(to: list[str] | str | None, subject: str, body: str, cc: str | None =
     return f"mailto:{urllib.parse.quote(addresses, safe='@,')}?{encoded}"
 
 
+def local_time(value: dt.datetime, tz: str) -> str:
+    """A stored (naive UTC) timestamp shown in the recipient's time zone."""
+    try:
+        zone = ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = ZoneInfo("UTC")
+    return value.replace(tzinfo=dt.UTC).astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
+
+
 def money(value: Any) -> str:
     if value is None:
         return "n/a"
@@ -286,6 +303,7 @@ def card(
     hidden: set[str],
     crm_links: dict[str, str],
     sender_name: str = "",
+    tz: str = "UTC",
 ) -> dict[str, Any]:
     """Everything the templates show for one alert, already scrubbed of opted-out users."""
     severity = alert.get("severity") or "low"
@@ -340,7 +358,7 @@ def card(
         "facts": facts(alert, hidden),
         "recommendation": recommendation,
         "recommended_action": (alert.get("recommended_action") or "").replace("_", " "),
-        "sla_due": sla.strftime("%Y-%m-%d %H:%M UTC") if isinstance(sla, dt.datetime) else "",
+        "sla_due": local_time(sla, tz) if isinstance(sla, dt.datetime) else "",
         "first_raised_on": str(alert.get("first_raised_on") or ""),
         "actions": actions,
         "invite": alert.get("recommended_action") in MEETING_ACTIONS,

@@ -170,6 +170,7 @@ def build_digests(
     for recipient, (role, accounts) in sorted(book.items()):
         if recipients is not None and recipient not in recipients:
             continue
+        tz = config.timezone(recipient)
         alerts = [a for acc in accounts for a in by_account.get(acc, [])]
         alerts.sort(
             key=lambda a: (
@@ -188,10 +189,10 @@ def build_digests(
         ]
         rest = top[MAX_CARDS:] + [a for a in listed if a not in top]
         cards = [
-            card(a, champions, hidden, links, a.get("csm_name") or "") for a in top[:MAX_CARDS]
+            card(a, champions, hidden, links, a.get("csm_name") or "", tz) for a in top[:MAX_CARDS]
         ]
         table = [
-            card(a, champions, hidden, links, a.get("csm_name") or "")
+            card(a, champions, hidden, links, a.get("csm_name") or "", tz)
             for a in rest[:MAX_TABLE_ROWS]
         ]
         metrics = _metrics(alerts, digest_date, now)
@@ -290,7 +291,7 @@ def build_critical_alerts(
             continue  # no one is entitled to this account; the digest for admins still shows it
         esc = (a.get("escalation_email") or "").lower()
         cc = [esc] if esc and esc in scope and esc != to else []
-        c = card(a, champions, hidden, links, a.get("csm_name") or "")
+        c = card(a, champions, hidden, links, a.get("csm_name") or "", config.timezone(to))
         subject = f"Critical: {c['account_name']} - {c['alert_type']}"
         context = {
             "title": f"Critical alert: {c['account_name']}",
@@ -367,7 +368,7 @@ def build_escalations(
         a = alerts.get(alert_id)
         if a is None or to not in allowed.get(a["account_id"], set()):
             continue  # closed meanwhile, or the address may not see this account
-        c = card(a, champions, hidden, links, a.get("csm_name") or "")
+        c = card(a, champions, hidden, links, a.get("csm_name") or "", config.timezone(to))
         subject = f"Escalation: {c['account_name']} - {c['alert_type']} past its SLA"
         context = {
             "title": f"Escalation: {c['account_name']}",

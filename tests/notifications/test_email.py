@@ -8,6 +8,7 @@ import random
 from alerts import escalate_overdue
 from notifications import ics
 from notifications.capture import CaptureServer, free_port
+from notifications.content import ContentConfig
 from notifications.digest import build_critical_alerts, build_digests, build_escalations
 from notifications.mail import SmtpConfig, SmtpSender
 from notifications.outbox import RetryPolicy, deliver_due, enqueue, outbox_counts
@@ -251,3 +252,12 @@ def test_a_broken_message_is_dead_lettered_and_the_rest_still_go(con, content, s
     assert [m.message["Subject"] for m in capture.messages()] == [
         "Critical: Hooli Media - churn risk"
     ]
+
+
+def test_sla_is_shown_in_the_recipients_time_zone(con):
+    routing = {"admins": [], "timezones": {"ana@example.com": "America/New_York"}}
+    built = build_digests(con, DAY, TEMPLATES, ContentConfig(routing=routing), NOW)
+    ana = next(d for d in built if d.recipient == "ana@example.com").payload["text"]
+    cara = next(d for d in built if d.recipient == "cara@example.com").payload["text"]
+    assert "act by 2025-03-05 12:00 EST" in ana  # 17:00 UTC
+    assert "act by 2025-03-05 17:00 UTC" in cara

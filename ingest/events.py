@@ -60,21 +60,16 @@ def _parse_json_lines(con) -> None:
         where trim(line) <> '' and not (json_valid(line) and starts_with(ltrim(line), '{'))
         """
     )
-    # Materialised first: the optimiser may evaluate projections before filters in one query.
-    con.execute(
-        """
-        create or replace temp table _ev_obj as
-        select landing_date, source_file, source_line, line from _ev_lines
-        where trim(line) <> '' and json_valid(line) and starts_with(ltrim(line), '{')
-        """
-    )
     con.execute(
         f"""
         insert into _ev_cand
         with obj as (
+            -- try(): the optimiser may evaluate this before the filter, and JSON functions
+            -- raise on the malformed lines handled above.
             select landing_date, source_file, source_line, line,
-                   json_extract(line, [{paths}]) as f
-            from _ev_obj
+                   try(json_extract(line, [{paths}])) as f
+            from _ev_lines
+            where trim(line) <> '' and json_valid(line) and starts_with(ltrim(line), '{{')
         ),
         typed as (
             select

@@ -120,3 +120,16 @@ def test_sensor_registers_new_days_and_reacts_only_to_changes(ea_env, instance):
     assert req.partition_key == DAYS[1] and req.run_key.startswith(DAYS[1] + ":")
     assert req.run_key not in {r.run_key for r in result.run_requests}
     assert changed.dynamic_partitions_requests == []
+
+
+def test_daily_schedule_registers_days_and_requests_the_newest(ea_env, instance):
+    from orchestration.defs.ingest import ingest_daily
+
+    write_two_days(ea_env["EA_LANDING_DIR"])
+    ctx = dg.build_schedule_context(
+        instance=instance, resources={"paths": shared_resources()["paths"]}
+    )
+    req = ingest_daily(ctx)
+    assert isinstance(req, dg.RunRequest)
+    assert req.partition_key == DAYS[1] and req.run_key.startswith(DAYS[1] + ":")
+    assert instance.get_dynamic_partitions(landing_days.name) == DAYS

@@ -42,8 +42,12 @@ grid as (
     select health.*
     from health
     cross join run_date
-    where health.as_of_date = cast({{ dbt.date_trunc('week', 'health.as_of_date') }} as date)
-        or health.as_of_date = run_date.run_as_of_date
+    -- rows after the run's as-of date (left by a later run) are not part of this run's frame
+    where health.as_of_date <= run_date.run_as_of_date
+        and (
+            health.as_of_date = cast({{ dbt.date_trunc('week', 'health.as_of_date') }} as date)
+            or health.as_of_date = run_date.run_as_of_date
+        )
 
 ),
 

@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import datetime as dt
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -21,7 +22,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--start", type=dt.date.fromisoformat, required=True, help="YYYY-MM-DD")
     parser.add_argument("--end", type=dt.date.fromisoformat, required=True, help="YYYY-MM-DD")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--out", type=Path, required=True, help="landing folder to write")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path(os.environ.get("EA_LANDING_DIR", "data/landing")),
+        help="landing folder to write (default: $EA_LANDING_DIR, else data/landing)",
+    )
     parser.add_argument("--truth", type=Path, default=None, help="ground-truth folder (optional)")
     parser.add_argument("--dirt-scale", type=float, default=1.0, help="0 = clean files")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")

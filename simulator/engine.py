@@ -236,12 +236,32 @@ class Simulation:
             users.add(acc, i, roles, np.full(m, t), np.full(m, start_on), rng)
 
         self._decide(t, eng, util, rng)
-        # Accounts heading for an expansion trial premium features more and more.
-        exp = np.flatnonzero(active & (acc.plan_kind == EXPANDED))
-        for i in exp:
-            acc.trial[i] = min(1.0, acc.trial[i] + 1 / 30)
-            acc.refresh_premium_share(i)
+        self._trials(t, active, rng)
         return self._execute(t, rng)
+
+    def _trials(self, t: int, active: np.ndarray, rng: np.random.Generator) -> None:
+        """Premium trials: a hint of expansion, not a rule.
+
+        Accounts heading for an expansion use premium features more and more (quickly when
+        premium is what they buy, slowly when they buy seats); other starter and growth accounts
+        run trials of 3-8 weeks that do not convert.
+        """
+        acc = self.acc
+        n = acc.n
+        free = active & (acc.plan_kind < 0) & (acc.trial_end < t) & (acc.plan < 2)
+        for i in np.flatnonzero(free & (rng.random(n) < 1 / 400)):
+            acc.trial_end[i] = t + int(rng.integers(20, 60))
+        expanding = active & (acc.plan_kind == EXPANDED)
+        for i in np.flatnonzero(expanding | (active & (acc.trial_end >= t))):
+            if expanding[i]:
+                step = 1 / 30 if acc.plan_reason[i] == "premium_adoption" else 1 / 150
+            else:
+                step = 1 / 25
+            acc.trial[i] = min(1.0, acc.trial[i] + step)
+            acc.refresh_premium_share(i)
+        for i in np.flatnonzero(active & ~expanding & (acc.trial_end == t - 1)):
+            acc.trial[i] = 0.0
+            acc.refresh_premium_share(i)
 
     def _promote_admin(self, i: int, t: int, live: np.ndarray, rng: np.random.Generator) -> None:
         acc, users = self.acc, self.users
@@ -321,7 +341,8 @@ class Simulation:
             elif x < -0.3:
                 reason = "low_engagement"
             else:
-                reason = str(rng.choice(["budget_cut", "acquired", "competitor", "low_engagement"]))
+                reasons = ["budget_cut", "acquired", "competitor", "low_engagement"]
+                reason = reasons[int(rng.choice(4, p=[0.35, 0.15, 0.3, 0.2]))]
             # Disengagement before leaving; budget cuts and acquisitions come without warning.
             if reason in ("champion_left", "low_engagement", "competitor"):
                 acc.drift[i] = -rng.uniform(0.008, 0.03)

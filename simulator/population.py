@@ -165,7 +165,8 @@ class Accounts:
         self.mu_shock = np.zeros(n)
         self.drift = np.zeros(n)
         self.premium_interest = rng.beta(1.5, 4.0, size=n)
-        self.trial = np.zeros(n)  # premium-trial ramp while an expansion is being planned
+        self.trial = np.zeros(n)  # premium-trial level (0..1), raises premium feature use
+        self.trial_end = np.full(n, -1, dtype=np.int64)  # last day of a trial that may not convert
         self.feature_w = self._feature_weights(rng)
         self.docs = (20 + 3 * self.seats).astype(np.int64)
         # Lifecycle: 0 = not yet a customer, 1 = active, 2 = churned.

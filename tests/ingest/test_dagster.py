@@ -42,6 +42,13 @@ def test_definitions_load_with_the_ingest_objects():
     assert defs.resolve_schedule_def("ingest_daily") is not None
     keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
     assert {"raw/events", "raw/accounts", "raw/users", "raw/outcomes"} <= keys
+    blocking = {
+        (spec.asset_key.path[-1], spec.name): spec.blocking for spec in raw_landing.check_specs
+    }
+    # What would poison the marts stops downstream assets; the rest only warns.
+    assert blocking[("events", "message_id_unique")] and blocking[("events", "event_at_not_future")]
+    assert not blocking[("events", "event_name_canonical")]
+    assert not blocking[("accounts", "seats_positive")]
 
 
 def test_materialize_partitions_one_by_one_and_as_a_range(ea_env, instance):

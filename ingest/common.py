@@ -88,6 +88,15 @@ def read_manifest(folder: Path) -> dict:
         raise IngestError(f"{path} is not valid JSON ({exc}); rewrite the manifest.") from exc
 
 
+def manifest_files(folder: Path) -> set[str] | None:
+    """File names the folder's manifest lists, or None without a manifest or a file list."""
+    path = Path(folder) / "_manifest.json"
+    if not path.exists():
+        return None
+    files = read_manifest(folder).get("files")
+    return set(files) if files else None
+
+
 def load_lines(con, table: str, path: Path, name: str, landing_date: dt.date) -> int:
     """Append every physical line of a text file (plain or .gz) to `table` with its line number.
 

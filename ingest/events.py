@@ -6,7 +6,15 @@ import datetime as dt
 import time
 from pathlib import Path
 
-from ingest.common import IngestError, SourceStats, day_dir, load_lines, relative_name, transaction
+from ingest.common import (
+    IngestError,
+    SourceStats,
+    day_dir,
+    load_lines,
+    manifest_files,
+    relative_name,
+    transaction,
+)
 from ingest.schema import CANONICAL_EVENTS
 
 EVENT_FILE_PATTERNS = ("events*.jsonl", "events*.jsonl.gz")
@@ -37,7 +45,12 @@ _JSON_PATHS = (
 
 
 def event_files(folder: Path) -> list[Path]:
+    """The folder's event files; only those its manifest lists, when it lists any."""
     files = {p for pattern in EVENT_FILE_PATTERNS for p in Path(folder).glob(pattern)}
+    listed = manifest_files(folder)
+    if listed is not None:
+        # A file written after the manifest belongs to a later export, not to this one.
+        files = {p for p in files if p.name in listed}
     return sorted(files)
 
 

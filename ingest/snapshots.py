@@ -9,7 +9,14 @@ from pathlib import Path
 
 import duckdb
 
-from ingest.common import IngestError, SourceStats, day_dir, relative_name, transaction
+from ingest.common import (
+    IngestError,
+    SourceStats,
+    day_dir,
+    manifest_files,
+    relative_name,
+    transaction,
+)
 from ingest.events import record_partitions
 
 _SQL_TYPES = {
@@ -186,7 +193,8 @@ def load_csv_days(
         )
         for d, st in stats.items():
             path = day_dir(landing_dir, d) / source.file
-            if not path.exists():
+            listed = manifest_files(path.parent)
+            if not path.exists() or (listed is not None and source.file not in listed):
                 continue
             st.files = 1
             st.bytes_read = path.stat().st_size

@@ -1,4 +1,5 @@
 import gzip
+import json
 
 import pytest
 
@@ -231,3 +232,11 @@ def test_bulk_load_keeps_good_days_before_a_broken_one(landing, con):
         ).fetchone()[0]
         == 0
     )
+
+
+def test_files_written_after_the_manifest_wait_for_the_next_export(landing, con):
+    folder = first_day(landing, [event("m1")])
+    late_file = gzip.compress((json.dumps(event("m2")) + "\n").encode())
+    (folder / "events-001.jsonl.gz").write_bytes(late_file)
+    stats = load_landing_day(con, landing, d("2025-03-04"))
+    assert (stats.events.files, stats.events.rows_loaded) == (1, 1)

@@ -96,3 +96,25 @@ def test_sla_sensor_requests_escalation_job_which_escalates_once(wh, ea_env):
     assert [e[1] for e in escalated] == ["mona@example.com"]
     with dg.build_sensor_context(resources={"duckdb": resources["duckdb"]}) as ctx:
         assert isinstance(stage.sla_breach_sensor(ctx), dg.SkipReason)
+
+
+def test_backtest_asset_reports_overall_metrics(wh, ea_env):
+    from tests.alerts.test_backtest import _history
+
+    _history(wh)
+    wh.con.close()
+    d = days(60)
+    result = dg.materialize(
+        [stage.alerts_backtest],
+        resources=_resources(wh, CONFIG),
+        run_config={
+            "ops": {
+                "alerts__backtest": {
+                    "config": {"start_date": str(d[0]), "end_date": str(d[-1]), "horizon_days": 60}
+                }
+            }
+        },
+    )
+    meta = result.asset_materializations_for_node("alerts__backtest")[0].metadata
+    assert meta["recall"].value == 1.0 and meta["median_lead_days"].value == 20.0
+    assert any(r["rule_id"] == "engagement_drop" for r in meta["by_rule"].value)

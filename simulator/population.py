@@ -70,7 +70,7 @@ class Team:
 def make_team(n_accounts: int, rng: np.random.Generator) -> Team:
     """About one CSM per 55 accounts (at least 2), and one manager per 3-5 CSMs."""
     n_csm = max(2, round(n_accounts / 55))
-    n_mgr = max(1, int(np.ceil(n_csm / 4)))
+    n_mgr = max(1, round(n_csm / 4))
     people = _unique_people(n_csm + n_mgr, rng)
     csm, mgr = people[:n_csm], people[n_csm:]
     # Managers get consecutive blocks of CSMs, so team sizes differ by at most one.
@@ -152,7 +152,7 @@ class Accounts:
             dtype=np.int64,
         )
         # Books of uneven size: Dirichlet weights per CSM.
-        weights = rng.dirichlet(np.full(len(team.csm_name), 3.0))
+        weights = rng.dirichlet(np.full(len(team.csm_name), 8.0))
         self.csm = rng.choice(len(team.csm_name), size=n, p=weights)
         draws = rng.random(n)
         self.consent = draws >= no_consent_share

@@ -22,3 +22,13 @@ def test_several_accounts_without_users_can_name_a_new_champion_on_the_same_day(
     assert set(users.role[acc.admin_user[acc.status == 1]]) == {0}
     # The new champions start once the next snapshot (Monday 13 January) lists them.
     assert set(users.active_from[acc.admin_user[acc.status == 1]]) == {7}
+
+
+def test_csm_team_has_books_of_tens_of_accounts_and_managers_of_three_to_five(tmp_path):
+    cfg = SimConfig(accounts=2000, start=dt.date(2025, 1, 6), end=dt.date(2025, 1, 7), seed=2)
+    sim = Simulation(cfg, tmp_path / "landing", None)
+    books = np.bincount(sim.acc.csm)
+    assert 10 <= books.min() and books.max() <= 150 and 40 <= books.mean() <= 70
+    teams = np.bincount(sim.team.csm_manager)
+    assert teams.min() >= 3 and teams.max() <= 5
+    assert len(set(sim.team.csm_email) | set(sim.team.manager_email)) == len(books) + len(teams)

@@ -4,6 +4,7 @@ import datetime as dt
 import hashlib
 import json
 import time
+from pathlib import Path
 
 import dagster as dg
 from dagster._core.storage.tags import (
@@ -157,13 +158,25 @@ ingest_job = dg.define_asset_job(
 )
 
 
+def partition_range_tags(first: str, last: str) -> dict[str, str]:
+    """Run tags that make one run cover the landing days first..last (single-run backfill)."""
+    return {ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last}
+
+
+def register_landing_days(instance: dg.DagsterInstance, landing_dir: Path) -> list[str]:
+    """Add every complete landing folder not yet known as a partition (date order); returns all."""
+    found = [d.isoformat() for d in find_landing_days(landing_dir)]
+    existing = set(instance.get_dynamic_partitions(landing_days.name))
+    missing = [k for k in found if k not in existing]
+    if missing:
+        instance.add_dynamic_partitions(landing_days.name, missing)
+    return found
+
+
 def _range_request(keys: list[str], run_key: str) -> dg.RunRequest:
     if len(keys) == 1:
         return dg.RunRequest(partition_key=keys[0], run_key=run_key)
-    return dg.RunRequest(
-        run_key=run_key,
-        tags={ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]},
-    )
+    return dg.RunRequest(run_key=run_key, tags=partition_range_tags(keys[0], keys[-1]))
 
 
 @dg.sensor(job=ingest_job, minimum_interval_seconds=30)
@@ -206,10 +219,7 @@ def ingest_daily(context: dg.ScheduleEvaluationContext, paths: PathsResource):
     found = find_landing_days(paths.landing)
     if not found:
         return dg.SkipReason(f"no complete landing folders in {paths.landing}")
-    existing = set(context.instance.get_dynamic_partitions(landing_days.name))
-    missing = [d.isoformat() for d in found if d.isoformat() not in existing]
-    if missing:
-        context.instance.add_dynamic_partitions(landing_days.name, missing)
+    register_landing_days(context.instance, paths.landing)
     day, digest = max(found.items())
     return dg.RunRequest(partition_key=day.isoformat(), run_key=f"{day.isoformat()}:{digest}")
 

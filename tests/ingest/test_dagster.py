@@ -9,7 +9,13 @@ from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_START_TAG,
 )
 
-from orchestration.defs.ingest import landing_days, landing_sensor, raw_landing
+from orchestration.defs.ingest import (
+    landing_days,
+    landing_sensor,
+    partition_range_tags,
+    raw_landing,
+    register_landing_days,
+)
 from orchestration.resources import shared_resources
 from tests.ingest.conftest import account, event, user, write_day
 
@@ -53,7 +59,7 @@ def test_definitions_load_with_the_ingest_objects():
 
 def test_materialize_partitions_one_by_one_and_as_a_range(ea_env, instance):
     write_two_days(ea_env["EA_LANDING_DIR"])
-    instance.add_dynamic_partitions(landing_days.name, DAYS)
+    assert register_landing_days(instance, ea_env["EA_LANDING_DIR"]) == DAYS
 
     first = materialize(instance, partition_key=DAYS[0])
     assert first.success
@@ -70,10 +76,7 @@ def test_materialize_partitions_one_by_one_and_as_a_range(ea_env, instance):
     checks = first.get_asset_check_evaluations()
     assert len(checks) == 16 and all(c.passed for c in checks)
 
-    both = materialize(
-        instance,
-        tags={ASSET_PARTITION_RANGE_START_TAG: DAYS[0], ASSET_PARTITION_RANGE_END_TAG: DAYS[1]},
-    )
+    both = materialize(instance, tags=partition_range_tags(DAYS[0], DAYS[1]))
     assert both.success
     (events,) = [
         m for m in both.asset_materializations_for_node("raw_landing")

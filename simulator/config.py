@@ -132,8 +132,8 @@ class SimSummary:
     folders, which arrive 1-3 days later. So late_events + delayed_day_events is the number of
     distinct, valid events that land after their own day. Each event carries at most one kind of
     dirt (a duplicate's original copy is clean). `outcomes` counts outcome rows written, per
-    outcome. `opted_out_events` counts valid events (late ones included, duplicate copies not)
-    of opted-out users or accounts without tracking consent, which ingestion must drop.
+    outcome. `opted_out_events` counts the events of opted-out users and of accounts without
+    tracking consent, which ingestion must drop; they never carry dirt (no copies, not late).
     """
 
     days: int

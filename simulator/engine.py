@@ -547,6 +547,10 @@ class Simulation:
             rates[1] = 0.0  # a late event needs a later folder to land in
         kind = np.searchsorted(np.cumsum(rates), rng.random(n), side="right") + 1
         kind[kind > len(rates)] = 0
+        # No dirt on events ingestion must drop for privacy: then every count below is exact
+        # whichever order ingestion applies its privacy, validity and duplicate checks in.
+        private = users.opted_out[uidx] | ~acc.consent[aidx]
+        kind[private] = 0
         dup, late, bad_json, bad_type, unk_acc, unk_user, future = (kind == k for k in range(1, 8))
 
         ms = ev["ms"].copy()
@@ -625,8 +629,7 @@ class Simulation:
         counts["unknown_accounts"] += int(unk_acc.sum())
         counts["unknown_users"] += int(unk_user.sum())
         counts["future_timestamps"] += int(future.sum())
-        private = users.opted_out[uidx] | ~acc.consent[aidx]
-        self.opted_out_events += int((private & (kind <= 2)).sum())
+        self.opted_out_events += int(private.sum())
         if t in self.delayed_arrival:
             # Late because the folder is late, and otherwise valid (duplicate copies excluded).
             counts["delayed_day_events"] += int((kind <= 1).sum())

@@ -24,6 +24,7 @@ ALLOWED = (
     "and/or/not, x between a and b, x in (a, b), x is [not] null, abs/coalesce/least/greatest(...)"
 )
 TYPES = ("number", "string", "boolean", "date")
+MAX_DEPTH = 30
 
 
 class ConditionError(ValueError):
@@ -117,6 +118,11 @@ def tokenize(text: str) -> list[Token]:
             tokens.append(Token(kind, raw, i + 1))
         i = m.end()
     tokens.append(Token("end", None, len(text) + 1))
+    depth = 0
+    for t in tokens:  # bounded nesting keeps the recursive-descent parser far from its limits
+        depth += {"lparen": 1, "rparen": -1}.get(t.kind, 0)
+        if depth > MAX_DEPTH:
+            raise ConditionError(f"parentheses nested deeper than {MAX_DEPTH}", t.pos, text)
     return tokens
 
 
@@ -286,6 +292,8 @@ class _Parser:
     def unary(self) -> Node:
         if self.tok.kind == "op" and self.tok.value == "-":
             t = self.take()
+            if self.tok.kind == "number":  # a negative literal stays a literal (usable in `in`)
+                return Literal(t.pos, -self.take().value)
             return Unary(t.pos, "-", self.unary())
         return self.primary()
 
@@ -345,7 +353,10 @@ def parse(text: str) -> Node:
     """Parse a condition into a syntax tree (no type checking yet)."""
     if not isinstance(text, str):
         raise ConditionError("the condition must be a text expression", 1, str(text))
-    return _Parser(text).parse()
+    try:
+        return _Parser(text).parse()
+    except RecursionError:  # e.g. hundreds of chained `not`/`-`: refuse, do not crash
+        raise ConditionError("expression nested too deeply", 1, text[:60]) from None
 
 
 # --- type checking -----------------------------------------------------------------------------

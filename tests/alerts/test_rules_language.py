@@ -72,6 +72,9 @@ def test_string_literal_cannot_break_out():
         ("arr > 1 arr", 9, "after a complete expression"),
         ("arr > 1 | 1", 9, "unexpected character '|'"),
         ("", 1, "the condition is empty"),
+        ("(" * 40 + "arr > 1" + ")" * 40, 31, "nested deeper than 30"),
+        ("not not " * 400 + "arr > 1", 1, "longer than 2000 characters"),
+        ("arr > " + "- " * 990 + "1", 1, "nested too deeply"),
     ],
 )
 def test_hostile_or_invalid_conditions_are_refused_with_position(condition, position, fragment):
@@ -80,6 +83,11 @@ def test_hostile_or_invalid_conditions_are_refused_with_position(condition, posi
     assert err.value.position == position
     assert fragment in str(err.value)
     assert "allowed:" in str(err.value)  # the message says what the language accepts
+
+
+def test_negative_literals_and_not_forms():
+    c = compile_condition("wow_logins_change in (-1, -0.5) or not arr between -5 and 5", COLS)
+    assert c.params == [-1, -0.5, -5, 5]
 
 
 def _doc():

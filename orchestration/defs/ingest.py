@@ -215,13 +215,24 @@ def _digest(parts: list[str]) -> str:
 
 @dg.schedule(job=ingest_job, cron_schedule="30 6 * * *", execution_timezone="UTC")
 def ingest_daily(context: dg.ScheduleEvaluationContext, paths: PathsResource):
-    """Safety net when the sensor is off: each morning, load the newest complete landing day."""
-    found = find_landing_days(paths.landing)
+    """Each morning, load every complete landing day not loaded yet: days the sensor missed
+    and days whose earlier run failed (e.g. a corrupt file since re-exported) are retried.
+    """
+    found = {d.isoformat(): h for d, h in find_landing_days(paths.landing).items()}
     if not found:
         return dg.SkipReason(f"no complete landing folders in {paths.landing}")
     register_landing_days(context.instance, paths.landing)
-    day, digest = max(found.items())
-    return dg.RunRequest(partition_key=day.isoformat(), run_key=f"{day.isoformat()}:{digest}")
+    done = context.instance.get_materialized_partitions(RAW_KEYS["events"])
+    pending = [k for k in found if k not in done]
+    if not pending:
+        return dg.SkipReason("every complete landing day is loaded")
+    tick = context.scheduled_execution_time.date().isoformat()
+    if len(pending) == 1:
+        day = pending[0]
+        return dg.RunRequest(partition_key=day, run_key=f"{day}:{found[day]}:{tick}")
+    # One run over the span; days in it that are already loaded re-load to the same rows.
+    digest = _digest([f"{k}:{found[k]}" for k in pending])
+    return _range_request(pending, f"{pending[0]}..{pending[-1]}:{digest}:{tick}")
 
 
 defs = dg.Definitions(

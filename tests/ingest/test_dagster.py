@@ -1,3 +1,4 @@
+import datetime as dt
 import gzip
 import json
 
@@ -132,14 +133,23 @@ def test_sensor_registers_new_days_and_reacts_only_to_changes(ea_env, instance):
     assert changed.dynamic_partitions_requests == []
 
 
-def test_daily_schedule_registers_days_and_requests_the_newest(ea_env, instance):
+def test_daily_schedule_loads_every_day_not_loaded_yet(ea_env, instance):
     from orchestration.defs.ingest import ingest_daily
 
     write_two_days(ea_env["EA_LANDING_DIR"])
-    ctx = dg.build_schedule_context(
-        instance=instance, resources={"paths": shared_resources()["paths"]}
-    )
-    req = ingest_daily(ctx)
-    assert isinstance(req, dg.RunRequest)
-    assert req.partition_key == DAYS[1] and req.run_key.startswith(DAYS[1] + ":")
+
+    def tick():
+        ctx = dg.build_schedule_context(
+            instance=instance,
+            resources={"paths": shared_resources()["paths"]},
+            scheduled_execution_time=dt.datetime(2025, 3, 6, 6, 30, tzinfo=dt.UTC),
+        )
+        return ingest_daily(ctx)
+
+    req = tick()
     assert instance.get_dynamic_partitions(landing_days.name) == DAYS
+    assert req.tags[ASSET_PARTITION_RANGE_START_TAG] == DAYS[0]
+    assert req.tags[ASSET_PARTITION_RANGE_END_TAG] == DAYS[1]
+    assert materialize(instance, partition_key=DAYS[0]).success
+    req = tick()
+    assert req.partition_key == DAYS[1] and req.run_key.startswith(DAYS[1] + ":")

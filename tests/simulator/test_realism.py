@@ -142,3 +142,50 @@ def test_ground_truth_has_health_for_every_live_account_day(clean):
     assert {"account_id", "churn_date", "churn_reason", "champion_left_date"} <= accounts[0].keys()
     churned = {a["account_id"] for a in accounts if a["final_status"] == "churned"}
     assert churned and all(a["churn_reason"] for a in accounts if a["account_id"] in churned)
+
+
+def test_sessions_start_in_office_hours_of_the_users_time_zone(clean):
+    from zoneinfo import ZoneInfo
+
+    hours = Counter()
+    for _, _, _, line in clean.lines[::5]:
+        if '"event":"Session Started"' not in line:
+            continue
+        stamp = line.split('"timestamp":"', 1)[1][:24]
+        zone = line.split('"timezone":"', 1)[1].split('"', 1)[0]
+        local = dt.datetime.fromisoformat(stamp).astimezone(ZoneInfo(zone))
+        hours[local.hour] += 1
+    total = sum(hours.values())
+    assert total > 1000
+    office = sum(n for h, n in hours.items() if 7 <= h < 20)
+    assert office / total > 0.9
+    assert sum(n for h, n in hours.items() if h < 6) / total < 0.01
+
+
+def test_public_holidays_are_quiet(daily):
+    _, per_day = daily
+    christmas = per_day[dt.date(2024, 12, 25)]
+    wednesdays = [n for d, n in per_day.items() if d.weekday() == 2 and d.month in (10, 11)]
+    assert christmas < 0.35 * mean(wednesdays)
+
+
+def test_champion_departures_show_in_the_user_snapshots(clean):
+    departures = _csv(clean.truth / "champion_departures.csv")
+    snapshots = _snapshots(clean)
+    expected = checked = 0
+    for row in departures:
+        left = dt.date.fromisoformat(row["left_date"])
+        later = [d for d in sorted(snapshots) if d > left]
+        if not later or row["account_id"] not in snapshots[later[0]]:
+            continue  # the run ended, or the account churned, before the next snapshot
+        expected += 1
+        users = _csv(clean.landing / later[0].isoformat() / "users.csv")
+        gone = [
+            u
+            for u in users
+            if u["account_id"] == row["account_id"]
+            and u["role"] == "admin"
+            and u["deactivated_at"].startswith(row["left_date"])
+        ]
+        checked += len(gone) == 1
+    assert expected >= 1 and checked == expected

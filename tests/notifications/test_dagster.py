@@ -82,3 +82,41 @@ def test_critical_sensor_then_daily_digest(ea_env, capture, monkeypatch, tmp_pat
     assert len(capture.messages()) == 8
     with dg.build_sensor_context(resources=resources) as ctx:
         assert isinstance(deliveries.outbox_retry_sensor(ctx), dg.SkipReason)
+
+
+def test_hubspot_tasks_and_status_sync_sensor(ea_env, monkeypatch):
+    from notifications.testing.crm_servers import HubSpotServer
+
+    con = duckdb.connect(str(ea_env["DUCKDB_DATABASE"]))
+    load_sample(con, DAY)
+    con.close()
+    with HubSpotServer(token="tok-123") as hubspot:
+        monkeypatch.setenv("CRM_MODE", "hubspot")
+        monkeypatch.setenv("HUBSPOT_BASE_URL", hubspot.url)
+        monkeypatch.setenv("HUBSPOT_TOKEN", "tok-123")
+        resources = {
+            **deliveries.deliveries_resources(),
+            "duckdb": DuckDBResource(database=str(ea_env["DUCKDB_DATABASE"])),
+            "paths": PathsResource(
+                data_dir=str(ea_env["EA_DATA_DIR"]),
+                landing_dir=str(ea_env["EA_LANDING_DIR"]),
+                config_dir=str(ea_env["EA_CONFIG_DIR"]),
+            ),
+        }
+        result = dg.materialize([deliveries.crm_tasks], resources=resources)
+        meta = result.asset_materializations_for_node("ops__crm_tasks")[0].metadata
+        assert meta["mode"].value == "hubspot" and meta["sent"].value == 4
+        assert "tok-123" not in str(meta)
+        task_id = next(
+            k for k, t in hubspot.tasks.items() if t["properties"]["ea_alert_id"] == "al_crit_hooli"
+        )
+        hubspot.complete(task_id, notes="Exec sponsor call done.")
+        with dg.build_sensor_context(resources=resources) as ctx:
+            outcome = deliveries.crm_status_sync_sensor(ctx)
+        assert "resolved 1 alert" in str(outcome.skip_reason)
+    con = duckdb.connect(str(ea_env["DUCKDB_DATABASE"]))
+    status, reason = con.execute(
+        "select status, resolution_reason from alerts.alerts where alert_id = 'al_crit_hooli'"
+    ).fetchall()[0]
+    con.close()
+    assert status == "resolved" and reason == "task completed: Exec sponsor call done."

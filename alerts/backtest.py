@@ -71,8 +71,8 @@ def _raised_alerts(con, ruleset: RuleSet) -> list[tuple]:
         key = (rule_id, account_id)
         first_ok = start
         if key in last_end:
-            # The live engine resolves the day after a run ends and counts cooldown from then.
-            first_ok = max(start, last_end[key] + dt.timedelta(days=2 + cooldown[rule_id]))
+            # Like the live engine: the cooldown runs from the day after the episode was last seen.
+            first_ok = max(start, last_end[key] + dt.timedelta(days=1 + cooldown[rule_id]))
         if first_ok <= end:
             raised.append((rule_id, account_id, first_ok, csm))
             last_end[key] = end

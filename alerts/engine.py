@@ -586,7 +586,11 @@ def _continue_and_select_new(con, as_of, at, result: EvaluationResult) -> None:
                 select 1 from alerts.alerts c
                 where c.rule_id = k.rule_id and c.account_id = k.account_id
                   and c.status in ('resolved', 'expired')
-                  and (cast(c.resolved_at as date) + cast(r.cooldown_days as integer) > $d
+                  -- counted from the day after the episode was last seen (or the resolution
+                  -- day if earlier), so a wall-clock resolution during a replay cannot mute
+                  -- a rule for the rest of the replay
+                  and (least(cast(c.resolved_at as date), c.last_seen_on + 1)
+                       + cast(r.cooldown_days as integer) > $d
                        or c.alert_id = 'al_' || left(md5(k.rule_id || '|' || k.account_id
                                                         || '|' || cast($d as string)), 20))
             ) as is_cooling

@@ -98,7 +98,7 @@ def test_cooldown_suppresses_repeat_and_later_episode_gets_new_id(wh, routing):
     for day, acc in zip(d, pattern, strict=True):
         wh.day(day, {"a1": acc})
     results = [_run(wh, rules, routing, day) for day in d]
-    # d1 resolves (resolved_at = end of d1 = d2); cooldown 3 days -> d2, d3, d4 suppressed.
+    # d1 clears (last seen d0): the 3-day cooldown runs d1..d3, so d2 and d3 are suppressed.
     assert [r.suppressed_cooldown for r in results] == [0, 0, 1, 1, 0, 0, 0, 0]
     rows = _alerts(wh)
     by_start = {r[4]: (r[0], r[3]) for r in rows}
@@ -106,6 +106,20 @@ def test_cooldown_suppresses_repeat_and_later_episode_gets_new_id(wh, routing):
         d[0]: (alert_id_for("usage_drop", "a1", d[0]), "resolved"),
         d[6]: (alert_id_for("usage_drop", "a1", d[6]), "open"),
     }
+
+
+def test_manual_resolution_starts_cooldown_from_the_episode_not_the_wall_clock(wh, routing):
+    rules = _rules(wh, cooldown=3)
+    d = days(5)
+    for day in d:
+        wh.day(day, {"a1": DROP})
+    _run(wh, rules, routing, d[0])
+    (alert,) = _alerts(wh)
+    # Resolved years "later" by the clock (a CRM task closed during a replay).
+    transition(wh.con, alert[0], "resolved", "crm", "task done", dt.datetime(2030, 1, 1))
+    results = [_run(wh, rules, routing, day) for day in d[1:]]
+    assert [r.suppressed_cooldown for r in results] == [1, 1, 1, 0]
+    assert results[-1].new_alerts == 1
 
 
 def test_snooze_hides_and_suppresses_repeats(wh, routing):

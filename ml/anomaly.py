@@ -55,6 +55,9 @@ med as (
            median(past) as expected, count(*) as baseline_points
     from pairs group by all
 ),
+floors as (
+    select * from (values {floor_rows}) as t(metric, min_scale)
+),
 mad as (
     select p.account_id, p.activity_date, p.metric, median(abs(p.past - m.expected)) as mad
     from pairs p join med m using (account_id, activity_date, metric)
@@ -64,8 +67,10 @@ scored as (
     select m.account_id, m.activity_date, m.metric, m.expected, m.observed, m.baseline_points,
            -- 1.4826 * MAD estimates a standard deviation; the floor stops a flat history of
            -- zeros from turning one small event into an infinite score.
-           (m.observed - m.expected) / greatest(1.4826 * d.mad, $min_scale) as robust_z
-    from med m join mad d using (account_id, activity_date, metric)
+           (m.observed - m.expected) / greatest(1.4826 * d.mad, f.min_scale) as robust_z
+    from med m
+    join mad d using (account_id, activity_date, metric)
+    join floors f using (metric)
     where m.baseline_points >= $min_points
 )
 select account_id, activity_date, metric, expected, observed, robust_z,
@@ -114,13 +119,16 @@ def detect_anomalies(con, as_of_date: dt.date, config: AnomalyConfig | None = No
         history_days=config.lookback_days + baseline_days,
         lookback_days=config.lookback_days,
         baseline_days=baseline_days,
+        floor_rows=", ".join(
+            f"('{m}', {float(config.min_scales.get(m, config.default_min_scale))})"
+            for m in config.metrics
+        ),
     )
     return con.execute(
         sql,
         {
             "as_of": as_of_date,
             "holidays": list(config.holidays),
-            "min_scale": config.min_scale,
             "min_points": config.min_baseline_points,
             "z_threshold": config.z_threshold,
             "high_z": config.high_z,

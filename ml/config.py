@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -103,8 +103,17 @@ class AnomalyConfig:
     min_baseline_points: int = 4
     z_threshold: float = 3.5
     high_z: float = 6.0
-    # Floor on the robust scale so that a flat history of zeros does not make any event "infinite".
-    min_scale: float = 1.0
+    # Floor on the robust scale, per metric, in the metric's own unit: a flat history of zeros
+    # (MAD = 0) must not turn one short session into an "infinite" anomaly.
+    min_scales: dict[str, float] = field(
+        default_factory=lambda: {
+            "logins": 3.0,
+            "active_users": 1.5,
+            "session_minutes": 20.0,
+            "docs_viewed": 4.0,
+        }
+    )
+    default_min_scale: float = 2.0
     lookback_days: int = 28
     holidays: tuple[str, ...] = ()
 

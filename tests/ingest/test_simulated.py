@@ -3,7 +3,7 @@ import datetime as dt
 import pytest
 
 from ingest import load_landing_days
-from simulator import SimConfig, simulate
+from simulator import DirtConfig, SimConfig, simulate
 
 TABLES = {
     "events": "loaded_at",
@@ -18,7 +18,14 @@ TABLES = {
 @pytest.fixture(scope="module")
 def simulated(tmp_path_factory):
     root = tmp_path_factory.mktemp("sim")
-    cfg = SimConfig(accounts=20, start=dt.date(2025, 3, 3), end=dt.date(2025, 4, 1), seed=3)
+    # More delayed folders than the default, so late arrivals of whole days are exercised too.
+    cfg = SimConfig(
+        accounts=20,
+        start=dt.date(2025, 3, 3),
+        end=dt.date(2025, 4, 1),
+        seed=3,
+        dirt=DirtConfig(delayed_day_rate=0.15),
+    )
     summary = simulate(cfg, root / "landing", root / "truth")
     return root / "landing", summary
 
@@ -60,9 +67,11 @@ def test_simulated_month_lands_with_every_kind_of_dirt_accounted_for(simulated, 
     assert loaded + quarantined + dups + dropped == read
     assert loaded == con.execute("select count(distinct message_id) from raw.events").fetchone()[0]
 
-    # Late events keep their own date; some injected ones belonged to opted-out users (dropped).
-    injected_late = dirt["late_events"] + dirt["delayed_day_events"]
-    assert 0.75 * injected_late <= late <= injected_late
+    # Late events (and whole delayed folders) keep their own event date. Injected late events
+    # are all stored; a delayed folder's events also include opted-out users' (dropped).
+    assert dirt["delayed_days"] > 0
+    delayed = late - dirt["late_events"]
+    assert 0.8 * dirt["delayed_day_events"] <= delayed <= dirt["delayed_day_events"]
     assert (
         con.execute(
             "select count(*) from raw.events where event_date <> event_at::date"

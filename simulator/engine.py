@@ -292,7 +292,7 @@ class Simulation:
         x = acc.h + rng.normal(0, 0.6, size=n)
         champ = ((t - acc.champion_left_day) < 150) | (acc.admin_user < 0)
         u1, u2, u3 = rng.random(n), rng.random(n), rng.random(n)
-        p_churn = sigmoid(-2.7 - 1.3 * x + 0.9 * champ)
+        p_churn = sigmoid(-2.5 - 1.3 * x + 0.9 * champ)
         p_exp = sigmoid(-1.9 + 0.8 * x + 3.0 * (util - 0.8) + 2.0 * (acc.premium_interest - 0.3))
         p_con = sigmoid(-2.6 - 1.0 * x + 2.0 * (0.6 - util))
         renew = free & (to_renewal <= 60)
@@ -308,7 +308,7 @@ class Simulation:
             self._plan(i, kind, int(acc.renewal_day[i]), t, True, champ[i], x[i], rng)
 
         mid = free & (to_renewal > 90)
-        p_mid_churn = np.minimum(0.01, 0.0002 * np.exp(-1.4 * acc.h))
+        p_mid_churn = np.minimum(0.01, 0.0001 * np.exp(-1.4 * acc.h))
         p_mid_exp = (
             0.003 * sigmoid(3 * (acc.h - 0.3)) * (util > 0.8) * (0.5 + 2 * acc.premium_interest)
         )

@@ -104,6 +104,7 @@ class DeliveryReport:
     recorded: int = 0
     failed: int = 0
     dead: int = 0
+    deferred: int = 0
     errors: list[str] = field(default_factory=list)
 
     def as_metadata(self) -> dict[str, object]:
@@ -113,6 +114,7 @@ class DeliveryReport:
             "recorded": self.recorded,
             "failed": self.failed,
             "dead": self.dead,
+            "deferred": self.deferred,
             "error_examples": self.errors[:5],
         }
 
@@ -201,8 +203,12 @@ def deliver_due(
     rng: random.Random | None = None,
     channels: Iterable[str] | None = None,
     keys: Iterable[str] | None = None,
+    budget_seconds: float | None = None,
 ) -> DeliveryReport:
     """Send every due delivery of the given channels and record each attempt.
+
+    `budget_seconds` stops starting new sends after that long (a sensor tick has a time limit);
+    the rest stay due for the next pass.
 
     The attempt is counted before sending, so a crash between send and mark-sent leaves a
     row that is retried; senders make that retry harmless (CRM lookup, stable Message-ID).
@@ -212,7 +218,13 @@ def deliver_due(
     rng = rng or random.Random()
     chosen = list(channels) if channels is not None else list(senders)
     report = DeliveryReport()
+    began = time.monotonic()
     for row in due_rows(con, now, chosen, keys):
+        # At least one send per pass, so a slow receiver cannot stall the queue for good.
+        over = budget_seconds is not None and time.monotonic() - began > budget_seconds
+        if over and report.attempted:
+            report.deferred += 1
+            continue
         sender = senders.get(row.channel)
         if sender is None:
             raise ValueError(

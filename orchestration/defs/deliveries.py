@@ -21,6 +21,8 @@ from orchestration.asof import AsOfConfig, resolve_as_of
 from orchestration.resources import PathsResource
 
 OUTBOX = dg.AssetKey(["ops", "outbox"])
+# A sensor evaluation times out after 60 s by default: stop starting sends well before that.
+SENSOR_BUDGET_SECONDS = 30.0
 UPSTREAM = [dg.AssetKey(["alerts", "alerts"]), dg.AssetKey(["marts", "dim_accounts"])]
 NETWORK_RETRY = dg.RetryPolicy(
     max_retries=3, delay=20, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
@@ -298,6 +300,7 @@ def critical_alert_sensor(
                 now,
                 channels=["email"],
                 keys=[d.idempotency_key for d in built],
+                budget_seconds=SENSOR_BUDGET_SECONDS,
             )
             meta = _status_metadata(con)
     except duckdb_lib.IOException as exc:
@@ -332,7 +335,9 @@ def outbox_retry_sensor(
 ) -> dg.SensorResult | dg.SkipReason:
     try:
         with duckdb.get_connection() as con:
-            report = deliver_due(con, _senders(smtp, crm, paths), utcnow())
+            report = deliver_due(
+                con, _senders(smtp, crm, paths), utcnow(), budget_seconds=SENSOR_BUDGET_SECONDS
+            )
             meta = _status_metadata(con)
     except duckdb_lib.IOException as exc:
         if _busy(exc):

@@ -261,3 +261,11 @@ def test_sla_is_shown_in_the_recipients_time_zone(con):
     cara = next(d for d in built if d.recipient == "cara@example.com").payload["text"]
     assert "act by 2025-03-05 12:00 EST" in ana  # 17:00 UTC
     assert "act by 2025-03-05 17:00 UTC" in cara
+
+
+def test_send_budget_defers_the_rest_to_the_next_pass(con, content, smtp, capture):
+    enqueue(con, build_critical_alerts(con, TEMPLATES, content, NOW), NOW)
+    report = deliver_due(con, {"email": smtp}, NOW, budget_seconds=0.0)
+    assert report.sent == 1 and report.deferred == 1
+    assert deliver_due(con, {"email": smtp}, NOW).sent == 1
+    assert len(capture.messages()) == 2

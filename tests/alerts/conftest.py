@@ -6,6 +6,7 @@ import datetime as dt
 from pathlib import Path
 
 import duckdb
+import pandas as pd
 import pytest
 
 from alerts.rules import columns_from_connection, load_routing, load_rules
@@ -93,8 +94,13 @@ class Warehouse:
         for account_id, overrides in accounts.items():
             values = {**HEALTHY, **overrides}
             rows.append([account_id, day, *(values[c] for c in HEALTHY)])
-        marks = ", ".join("?" for _ in COLUMNS)
-        self.con.executemany(f"insert into marts.account_health values ({marks})", rows)
+        # A DataFrame insert: executemany is slow in DuckDB and tests add many days.
+        frame = pd.DataFrame(rows, columns=COLUMNS)
+        self.con.register("_day_df", frame)
+        self.con.execute(
+            f"insert into marts.account_health select {', '.join(COLUMNS)} from _day_df"
+        )
+        self.con.unregister("_day_df")
         self.con.execute(
             "insert into marts.data_freshness values (?, ?, 100, 0, ?)",
             [day, landed, dt.datetime.combine(day, dt.time(23))],

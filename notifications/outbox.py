@@ -327,3 +327,24 @@ def dead_letters(con, limit: int = 10) -> list[dict[str, object]]:
     )
     names = [d[0] for d in cur.description]
     return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+
+def requeue_dead(con, channel: str | None = None, now: dt.datetime | None = None) -> int:
+    """Give dead deliveries a fresh set of attempts (after fixing the cause); returns how many."""
+    ensure_schema(con)
+    now = now or utcnow()
+    ids = [
+        r[0]
+        for r in con.execute(
+            "select delivery_id from ops.outbox where status = 'dead' "
+            "and ($channel is null or channel = $channel)",
+            {"channel": channel},
+        ).fetchall()
+    ]
+    if ids:
+        con.execute(
+            "update ops.outbox set status = 'pending', attempts = 0, next_attempt_at = $now, "
+            "updated_at = $now where list_contains($ids, delivery_id)",
+            {"now": now, "ids": ids},
+        )
+    return len(ids)

@@ -5,13 +5,15 @@ from __future__ import annotations
 import datetime as dt
 import random
 
+import duckdb
+
 from alerts import escalate_overdue
 from notifications import ics
 from notifications.capture import CaptureServer, free_port
 from notifications.content import ContentConfig
 from notifications.digest import build_critical_alerts, build_digests, build_escalations
 from notifications.mail import SmtpConfig, SmtpSender
-from notifications.outbox import RetryPolicy, deliver_due, enqueue, outbox_counts
+from notifications.outbox import RetryPolicy, deliver_due, enqueue, outbox_counts, utcnow
 from notifications.testing.sample import CHAMPION_EMAIL, OPTED_OUT_EMAIL
 
 from .conftest import DAY, NOW, TEMPLATES
@@ -269,3 +271,20 @@ def test_send_budget_defers_the_rest_to_the_next_pass(con, content, smtp, captur
     assert report.sent == 1 and report.deferred == 1
     assert deliver_due(con, {"email": smtp}, NOW).sent == 1
     assert len(capture.messages()) == 2
+
+
+def test_dead_deliveries_can_be_requeued_once_the_relay_is_back(con, content, db_path, tmp_path):
+    from notifications.__main__ import main as outbox_cli
+
+    port = free_port()
+    sender = SmtpSender(SmtpConfig(port=port, timeout_seconds=1))
+    enqueue(con, build_critical_alerts(con, TEMPLATES, content, NOW), NOW)
+    deliver_due(con, {"email": sender}, NOW, RetryPolicy(max_attempts=1))
+    assert outbox_counts(con)["dead"] == 2
+    con.close()
+    assert outbox_cli(["requeue-dead", "--db", str(db_path)]) == 0
+    con2 = duckdb.connect(str(db_path))
+    with CaptureServer(tmp_path / "back", port=port) as server:
+        assert deliver_due(con2, {"email": sender}, utcnow()).sent == 2
+        assert len(server.messages()) == 2
+    con2.close()

@@ -1,0 +1,44 @@
+"""Outbox operations from the shell: `python -m notifications status|requeue-dead [--db PATH]`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import duckdb
+
+from notifications.outbox import dead_letters, outbox_counts, requeue_dead
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m notifications", description=__doc__)
+    parser.add_argument("command", choices=("status", "requeue-dead"))
+    parser.add_argument(
+        "--db",
+        default=os.environ.get("DUCKDB_DATABASE", ""),
+        help="warehouse file (default: $DUCKDB_DATABASE)",
+    )
+    parser.add_argument("--channel", choices=("email", "crm_task"), default=None)
+    args = parser.parse_args(argv)
+    if not args.db:
+        parser.error("no warehouse: pass --db or set DUCKDB_DATABASE")
+    con = duckdb.connect(args.db)
+    try:
+        if args.command == "requeue-dead":
+            n = requeue_dead(con, args.channel)
+            print(f"{n} dead deliveries queued again; the outbox retry sensor sends them.")
+        counts = outbox_counts(con)
+        print(", ".join(f"{v} {k}" for k, v in counts.items()))
+        for d in dead_letters(con, 10):
+            print(
+                f"dead: {d['channel']} {d['idempotency_key']} after {d['attempts']} "
+                f"attempts: {d['last_error']}"
+            )
+    finally:
+        con.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

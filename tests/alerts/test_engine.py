@@ -69,6 +69,8 @@ def test_ids_are_deterministic_and_rerun_changes_nothing(wh, routing):
     assert wh.con.execute("select event_id from alerts.audit_log order by 1").fetchall() == audit
     (alert,) = _alerts(wh)
     assert alert[0] == alert_id_for("usage_drop", "a1", d)
+    text = wh.con.execute("select recommendation_text from alerts.alerts").fetchall()[0][0]
+    assert text.startswith("Active users at a1 fell from 12 to 3 over the last 28 days.")
 
 
 def test_condition_that_stays_true_continues_then_auto_resolves(wh, routing):

@@ -32,7 +32,6 @@ from simulator.writer import (
 )
 
 DAY_S = 86_400
-NEVER = 1 << 30
 CHURN, RENEWED, EXPANDED, CONTRACTED = range(4)
 
 # Activity parameters per role (admin, power, casual).
@@ -59,11 +58,6 @@ ACTION_CODES = np.array(
 )
 _MASK64 = (1 << 64) - 1
 
-LINE = (
-    '{{"type":"track","messageId":"{0}","userId":"{1}","groupId":"{2}","event":"{3}",'
-    '"timestamp":{4},"properties":{{"session_id":{5},"document_id":{6},"feature":{7},'
-    '"duration_seconds":{8},"campaign_id":{9}}},"context":{{"timezone":"{10}"}}}}\n'
-)
 _EVENT_NAMES = list(C.EVENT_NAMES)
 _FEATURE_LIT = [f'"{f}"' for f in C.FEATURES] + ["null"]  # index -1 -> null
 _TZ = list(C.TIME_ZONES)
@@ -107,6 +101,12 @@ class Simulation:
         rng = np.random.default_rng([cfg.seed, 0])
         expected_new = cfg.accounts * cfg.new_account_rate * self.T / 365.0
         n_new = int(rng.poisson(expected_new)) if expected_new > 0 else 0
+        if cfg.accounts + n_new > 90_000:
+            # Ids a_90000 and up are reserved for the unknown-account dirt.
+            raise ValueError(
+                f"{cfg.accounts} accounts plus {n_new} signed during the run exceed 90000: "
+                "use fewer accounts, a shorter run or a lower new_account_rate"
+            )
         self.team = make_team(cfg.accounts + n_new, rng)
         self.acc = Accounts(
             cfg.accounts, n_new, cfg.start, self.T, self.team, rng, cfg.no_consent_share
@@ -116,7 +116,7 @@ class Simulation:
         for i in range(cfg.accounts):
             self._initial_users(i, rng)
         self.delayed_arrival = self._plan_delayed_days(rng)
-        self.pending: dict[int, list[tuple[list[str], int]]] = {}
+        self.pending: dict[int, list[str]] = {}  # landing day -> lines that arrive then
         self.pending_outcomes: dict[int, list[tuple]] = {}
         self.msg_counter = 0
         self.sess_counter = 0

@@ -15,11 +15,12 @@ from mlflow.tracking import MlflowClient
 
 from ml.config import TrainConfig
 from ml.evaluate import ranking_metrics
-from ml.model import CalibratedBoosterModel, ScoringModel
+from ml.model import ScoringModel
 from ml.train import TrainResult
 
 EXPERIMENT = "engagement-alerts"
 CHAMPION = "champion"
+PYFUNC_ENTRY = Path(__file__).with_name("pyfunc_entry.py")
 REGISTERED_NAMES = {"churn": "churn_model", "expansion": "expansion_model"}
 
 
@@ -184,7 +185,8 @@ def log_and_register(
             artifacts = result.model.save(tmp_path / "model")
             info = mlflow.pyfunc.log_model(
                 name="model",
-                python_model=CalibratedBoosterModel(),
+                # Models from code: the stored model is this file plus plain-text artifacts.
+                python_model=str(PYFUNC_ENTRY),
                 artifacts=artifacts,
                 registered_model_name=registered_name,
                 pip_requirements=_pip_requirements(),

@@ -105,7 +105,14 @@ def main(argv: list[str] | None = None) -> int:
         if not args.database:
             print("error: give --database PATH or set DUCKDB_DATABASE", file=sys.stderr)
             return 2
-        read_only = args.command in ("list",) and Path(args.database).exists()
+        if not Path(args.database).exists():
+            print(
+                f"error: no warehouse at {args.database}: run the pipeline first "
+                "(or give the right --database)",
+                file=sys.stderr,
+            )
+            return 2
+        read_only = args.command in ("list", "validate")
         con = duckdb.connect(args.database, read_only=read_only)
         try:
             if not read_only:

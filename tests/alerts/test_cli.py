@@ -76,6 +76,13 @@ def test_backtest_and_validate_commands(wh, capsys):
     assert code == 0 and "__overall__" in out and "engagement_drop" in out
 
 
+def test_missing_warehouse_file_is_reported_not_created(tmp_path, capsys):
+    path = tmp_path / "nope.duckdb"
+    code = main(["--database", str(path), "list", "--as", "x@example.com"])
+    assert code == 2 and "no warehouse at" in capsys.readouterr().err
+    assert not path.exists()
+
+
 def test_module_entry_point_reports_missing_database():
     proc = subprocess.run(
         [sys.executable, "-m", "alerts", "list", "--as", "x@example.com"],

@@ -73,24 +73,36 @@
 {#- Points of one component, choosing the segment's settings row by row. -#}
 {% macro health_component_points(name, settings, segment_column='segment') -%}
     {%- set default = settings['default']['components'][name] -%}
-    cast(round(case
-        {%- for segment, seg in settings.items() if segment != 'default' %}
-        when {{ segment_column }} = '{{ segment }}'
-            then {{ seg['components'][name]['weight'] }} * ({{ health_component_fraction(name, seg['components'][name]) }})
-        {%- endfor %}
-        else {{ default['weight'] }} * ({{ health_component_fraction(name, default) }})
-    end, 2) as decimal(5, 2))
+    {%- set overridden = settings.keys() | reject('equalto', 'default') | list -%}
+    cast(round(
+        {%- if overridden %}
+        case
+            {%- for segment in overridden %}
+            when {{ segment_column }} = '{{ segment }}'
+                then {{ settings[segment]['components'][name]['weight'] }}
+                    * ({{ health_component_fraction(name, settings[segment]['components'][name]) }})
+            {%- endfor %}
+            else {{ default['weight'] }} * ({{ health_component_fraction(name, default) }})
+        end
+        {%- else %}
+        {{ default['weight'] }} * ({{ health_component_fraction(name, default) }})
+        {%- endif %}, 2) as decimal(5, 2))
 {%- endmacro %}
 
 
 {#- healthy / watch / at_risk / critical from a score column, per segment thresholds. -#}
 {% macro health_tier(score_column, settings, segment_column='segment') -%}
+    {%- set overridden = settings.keys() | reject('equalto', 'default') | list -%}
+    {%- if overridden -%}
     case
-        {%- for segment, seg in settings.items() if segment != 'default' %}
-        when {{ segment_column }} = '{{ segment }}' then {{ _health_tier_case(score_column, seg['tiers']) }}
+        {%- for segment in overridden %}
+        when {{ segment_column }} = '{{ segment }}' then {{ _health_tier_case(score_column, settings[segment]['tiers']) }}
         {%- endfor %}
         else {{ _health_tier_case(score_column, settings['default']['tiers']) }}
     end
+    {%- else -%}
+    {{ _health_tier_case(score_column, settings['default']['tiers']) }}
+    {%- endif -%}
 {%- endmacro %}
 
 

@@ -25,8 +25,8 @@ document_events as (
         'document_viewed', 'document_downloaded', 'document_shared',
         'document_uploaded', 'document_commented'
     )
-        and event_date <= {{ as_of_date() }}
-        and landing_date <= {{ as_of_date() }}
+    and event_date <= {{ as_of_date() }}
+    and landing_date <= {{ as_of_date() }}
 
 ),
 

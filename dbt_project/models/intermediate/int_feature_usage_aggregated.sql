@@ -27,7 +27,8 @@ catalog as (
 feature_events as (
 
     select * from events
-    where event_name = 'feature_used'
+    where
+        event_name = 'feature_used'
         and feature_name is not null
         and event_date <= {{ as_of_date() }}
         and landing_date <= {{ as_of_date() }}

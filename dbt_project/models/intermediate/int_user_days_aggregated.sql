@@ -21,7 +21,11 @@ events as (
 
 users as (
 
-    select user_id, snapshot_date, user_role from {{ ref('stg_raw__users') }}
+    select
+        user_id,
+        snapshot_date,
+        user_role
+    from {{ ref('stg_raw__users') }}
 
 ),
 
@@ -29,7 +33,8 @@ visible_events as (
 
     -- only what had happened and had arrived by the as-of date
     select * from events
-    where event_date <= {{ as_of_date() }}
+    where
+        event_date <= {{ as_of_date() }}
         and landing_date <= {{ as_of_date() }}
 
 ),
@@ -66,8 +71,9 @@ role_on_day as (
         users.user_role
     from per_user_day
     inner join users
-        on per_user_day.user_id = users.user_id
-        and users.snapshot_date <= {{ as_of_date() }}
+        on
+            per_user_day.user_id = users.user_id
+            and users.snapshot_date <= {{ as_of_date() }}
     qualify row_number() over (
         partition by per_user_day.user_id, per_user_day.activity_date
         order by
@@ -96,8 +102,9 @@ final as (
         per_user_day.csm_emails_clicked
     from per_user_day
     left join role_on_day
-        on per_user_day.user_id = role_on_day.user_id
-        and per_user_day.activity_date = role_on_day.activity_date
+        on
+            per_user_day.user_id = role_on_day.user_id
+            and per_user_day.activity_date = role_on_day.activity_date
 
 )
 

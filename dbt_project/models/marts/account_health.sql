@@ -79,7 +79,9 @@ account_versions as (
 grid as (
 
     -- every account-day of the fact on the days being scored
-    select daily.account_id, calendar.as_of_date
+    select
+        daily.account_id,
+        calendar.as_of_date
     from calendar
     inner join daily
         on calendar.as_of_date = daily.activity_date
@@ -92,13 +94,14 @@ engagement_windows as (
         grid.account_id,
         grid.as_of_date,
         {%- for name, data_type in summed %}
-        {%- for window, first_back, last_back in windows %}
-        cast(coalesce(sum(case
-            when daily.activity_date >= {{ add_days(-first_back, 'grid.as_of_date') }}
-                and daily.activity_date <= {{ add_days(-last_back, 'grid.as_of_date') }}
-                then daily.{{ name }}
-        end), 0) as {{ data_type }}) as {{ name }}_{{ window }},
-        {%- endfor %}
+            {%- for window, first_back, last_back in windows %}
+                cast(coalesce(sum(case
+                    when
+                        daily.activity_date >= {{ add_days(-first_back, 'grid.as_of_date') }}
+                        and daily.activity_date <= {{ add_days(-last_back, 'grid.as_of_date') }}
+                        then daily.{{ name }}
+                end), 0) as {{ data_type }}) as {{ name }}_{{ window }},
+            {%- endfor %}
         {%- endfor %}
         cast(count(case
             when daily.activity_date >= {{ add_days(-6, 'grid.as_of_date') }} and not daily.is_data_landed
@@ -111,9 +114,10 @@ engagement_windows as (
         min(daily.activity_date) as window_first_date
     from grid
     inner join daily
-        on grid.account_id = daily.account_id
-        and daily.activity_date >= {{ add_days(-89, 'grid.as_of_date') }}
-        and daily.activity_date <= grid.as_of_date
+        on
+            grid.account_id = daily.account_id
+            and daily.activity_date >= {{ add_days(-89, 'grid.as_of_date') }}
+            and grid.as_of_date >= daily.activity_date
     group by grid.account_id, grid.as_of_date
 
 ),
@@ -124,15 +128,17 @@ user_windows as (
         grid.account_id,
         grid.as_of_date,
         {%- for window, first_back, last_back in windows if window != 'prev_7d' %}
-        cast(count(distinct case
-            when user_days.is_active
-                and user_days.activity_date >= {{ add_days(-first_back, 'grid.as_of_date') }}
-                and user_days.activity_date <= {{ add_days(-last_back, 'grid.as_of_date') }}
-                then user_days.user_id
-        end) as bigint) as active_users_{{ window }},
+            cast(count(distinct case
+                when
+                    user_days.is_active
+                    and user_days.activity_date >= {{ add_days(-first_back, 'grid.as_of_date') }}
+                    and user_days.activity_date <= {{ add_days(-last_back, 'grid.as_of_date') }}
+                    then user_days.user_id
+            end) as bigint) as active_users_{{ window }},
         {%- endfor %}
         cast(count(distinct case
-            when user_days.is_active and user_days.is_admin
+            when
+                user_days.is_active and user_days.is_admin
                 and user_days.activity_date >= {{ add_days(-27, 'grid.as_of_date') }}
                 then user_days.user_id
         end) as bigint) as admin_active_users_28d,
@@ -141,9 +147,10 @@ user_windows as (
             as last_admin_active_date
     from grid
     inner join user_days
-        on grid.account_id = user_days.account_id
-        and user_days.activity_date >= {{ add_days(-89, 'grid.as_of_date') }}
-        and user_days.activity_date <= grid.as_of_date
+        on
+            grid.account_id = user_days.account_id
+            and user_days.activity_date >= {{ add_days(-89, 'grid.as_of_date') }}
+            and grid.as_of_date >= user_days.activity_date
     group by grid.account_id, grid.as_of_date
 
 ),
@@ -154,25 +161,29 @@ feature_windows as (
         grid.account_id,
         grid.as_of_date,
         cast(count(distinct case
-            when feature_days.activity_date >= {{ add_days(-27, 'grid.as_of_date') }}
+            when
+                feature_days.activity_date >= {{ add_days(-27, 'grid.as_of_date') }}
                 and feature_days.is_catalog_feature
                 then feature_days.feature_name
         end) as bigint) as feature_breadth_28d,
         cast(count(distinct case
-            when feature_days.activity_date <= {{ add_days(-28, 'grid.as_of_date') }}
+            when
+                feature_days.activity_date <= {{ add_days(-28, 'grid.as_of_date') }}
                 and feature_days.is_catalog_feature
                 then feature_days.feature_name
         end) as bigint) as feature_breadth_prev_28d,
         cast(count(distinct case
-            when feature_days.activity_date >= {{ add_days(-27, 'grid.as_of_date') }}
+            when
+                feature_days.activity_date >= {{ add_days(-27, 'grid.as_of_date') }}
                 and feature_days.is_premium
                 then feature_days.feature_name
         end) as bigint) as premium_feature_breadth_28d
     from grid
     inner join feature_days
-        on grid.account_id = feature_days.account_id
-        and feature_days.activity_date >= {{ add_days(-55, 'grid.as_of_date') }}
-        and feature_days.activity_date <= grid.as_of_date
+        on
+            grid.account_id = feature_days.account_id
+            and feature_days.activity_date >= {{ add_days(-55, 'grid.as_of_date') }}
+            and grid.as_of_date >= feature_days.activity_date
     group by grid.account_id, grid.as_of_date
 
 ),
@@ -182,7 +193,7 @@ measured as (
     select
         engagement_windows.*,
         {%- for window, first_back, last_back in windows if window != 'prev_7d' %}
-        coalesce(user_windows.active_users_{{ window }}, 0) as active_users_{{ window }},
+            coalesce(user_windows.active_users_{{ window }}, 0) as active_users_{{ window }},
         {%- endfor %}
         coalesce(user_windows.admin_active_users_28d, 0) as admin_active_users_28d,
         coalesce(feature_windows.feature_breadth_28d, 0) as feature_breadth_28d,
@@ -206,15 +217,18 @@ measured as (
         account_versions.manager_email
     from engagement_windows
     left join user_windows
-        on engagement_windows.account_id = user_windows.account_id
-        and engagement_windows.as_of_date = user_windows.as_of_date
+        on
+            engagement_windows.account_id = user_windows.account_id
+            and engagement_windows.as_of_date = user_windows.as_of_date
     left join feature_windows
-        on engagement_windows.account_id = feature_windows.account_id
-        and engagement_windows.as_of_date = feature_windows.as_of_date
+        on
+            engagement_windows.account_id = feature_windows.account_id
+            and engagement_windows.as_of_date = feature_windows.as_of_date
     inner join account_versions
-        on engagement_windows.account_id = account_versions.account_id
-        and (account_versions.valid_from <= engagement_windows.as_of_date or account_versions.version_number = 1)
-        and (account_versions.valid_to is null or account_versions.valid_to > engagement_windows.as_of_date)
+        on
+            engagement_windows.account_id = account_versions.account_id
+            and (engagement_windows.as_of_date >= account_versions.valid_from or account_versions.version_number = 1)
+            and (account_versions.valid_to is null or engagement_windows.as_of_date < account_versions.valid_to)
 
 ),
 
@@ -224,14 +238,17 @@ derived as (
         *,
         -- change ratios: NULL when the earlier period had nothing to compare with, or is not
         -- fully inside the account's history (a ramp-up is not growth)
-        case when window_first_date <= {{ add_days(-55, 'as_of_date') }} then
-            cast(active_users_28d - active_users_prev_28d as double) / nullif(active_users_prev_28d, 0)
+        case
+            when window_first_date <= {{ add_days(-55, 'as_of_date') }} then
+                cast(active_users_28d - active_users_prev_28d as double) / nullif(active_users_prev_28d, 0)
         end as active_users_trend_28d,
-        case when window_first_date <= {{ add_days(-55, 'as_of_date') }} then
-            cast(logins_28d - logins_prev_28d as double) / nullif(logins_prev_28d, 0)
+        case
+            when window_first_date <= {{ add_days(-55, 'as_of_date') }} then
+                cast(logins_28d - logins_prev_28d as double) / nullif(logins_prev_28d, 0)
         end as logins_trend_28d,
-        case when window_first_date <= {{ add_days(-13, 'as_of_date') }} then
-            cast(logins_7d - logins_prev_7d as double) / nullif(logins_prev_7d, 0)
+        case
+            when window_first_date <= {{ add_days(-13, 'as_of_date') }} then
+                cast(logins_7d - logins_prev_7d as double) / nullif(logins_prev_7d, 0)
         end as wow_logins_change,
         cast(active_users_28d as double) / nullif(seats, 0) as seat_utilisation,
         {{ days_between('as_of_date', 'renewal_date') }} as days_to_renewal,
@@ -244,9 +261,9 @@ scored as (
 
     select
         *,
-        {%- for name in components %}
-        {{ health_component_points(name, settings) }} as score_{{ name }}{{ ',' if not loop.last }}
-        {%- endfor %}
+    {%- for name in components %}
+        {{ health_component_points(name, settings) }} as score_{{ name }}{{ ',' if not loop.last }}  -- noqa: LT02
+    {%- endfor %}
     from derived
 
 ),

@@ -11,21 +11,27 @@ calendar as (
 landed_partitions as (
 
     select * from {{ ref('stg_raw__landed_partitions') }}
-    where source_name = 'events'
+    where
+        source_name = 'events'
         and landing_date <= {{ as_of_date() }}
 
 ),
 
 events as (
 
-    select event_date, landing_date from {{ ref('stg_raw__events') }}
+    select
+        event_date,
+        landing_date
+    from {{ ref('stg_raw__events') }}
     where landing_date <= {{ as_of_date() }}
 
 ),
 
 landed_days as (
 
-    select landing_date, max(loaded_at) as landed_at
+    select
+        landing_date,
+        max(loaded_at) as landed_at
     from landed_partitions
     group by landing_date
 

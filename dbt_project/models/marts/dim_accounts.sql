@@ -16,7 +16,9 @@ outcomes as (
 
 first_versions as (
 
-    select account_id, valid_from as first_seen_date
+    select
+        account_id,
+        valid_from as first_seen_date
     from history
     where version_number = 1
 
@@ -24,7 +26,9 @@ first_versions as (
 
 churns as (
 
-    select account_id, min(effective_date) as churned_date
+    select
+        account_id,
+        min(effective_date) as churned_date
     from outcomes
     where outcome = 'churned'
     group by account_id

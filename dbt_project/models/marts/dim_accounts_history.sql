@@ -42,7 +42,8 @@ compared as (
 changes as (
 
     select * from compared
-    where previous_attributes_hash is null
+    where
+        previous_attributes_hash is null
         or previous_attributes_hash != attributes_hash
 
 ),

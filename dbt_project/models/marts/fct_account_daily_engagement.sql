@@ -78,7 +78,9 @@ feature_days as (
 
 landed_days as (
 
-    select landing_date, max(loaded_at) as loaded_at
+    select
+        landing_date,
+        max(loaded_at) as loaded_at
     from landed_partitions
     group by landing_date
 
@@ -92,7 +94,9 @@ first_landed as (
 
 account_starts as (
 
-    select account_id, min(contract_start_date) as contract_start_date
+    select
+        account_id,
+        min(contract_start_date) as contract_start_date
     from account_versions
     group by account_id
 
@@ -100,7 +104,9 @@ account_starts as (
 
 churns as (
 
-    select account_id, min(effective_date) as churned_date
+    select
+        account_id,
+        min(effective_date) as churned_date
     from outcomes
     where outcome = 'churned'
     group by account_id
@@ -115,14 +121,16 @@ spine as (
         calendar.calendar_date as activity_date
     from calendar
     inner join account_versions
-        on (account_versions.valid_from <= calendar.calendar_date or account_versions.version_number = 1)
-        and (account_versions.valid_to is null or account_versions.valid_to > calendar.calendar_date)
+        on
+            (calendar.calendar_date >= account_versions.valid_from or account_versions.version_number = 1)
+            and (account_versions.valid_to is null or calendar.calendar_date < account_versions.valid_to)
     inner join account_starts
         on account_versions.account_id = account_starts.account_id
     cross join first_landed
     left join churns
         on account_versions.account_id = churns.account_id
-    where account_versions.has_tracking_consent
+    where
+        account_versions.has_tracking_consent
         and calendar.calendar_date >= coalesce(account_starts.contract_start_date, first_landed.first_landed_date)
         and calendar.calendar_date >= first_landed.first_landed_date
         and (churns.churned_date is null or calendar.calendar_date <= churns.churned_date)
@@ -164,23 +172,26 @@ final as (
         spine.account_id,
         spine.activity_date,
         landed_days.landing_date is not null as is_data_landed,
-        {%- for name, expression, data_type in measures %}
+    {%- for name, expression, data_type in measures %}
         case
             when landed_days.landing_date is not null then cast(coalesce({{ expression }}, 0) as {{ data_type }})
-        end as {{ name }}{{ ',' if not loop.last }}
-        {%- endfor %}
+        end as {{ name }}{{ ',' if not loop.last }}  -- noqa: LT02
+    {%- endfor %}
     from spine
     left join landed_days
         on spine.activity_date = landed_days.landing_date
     left join user_totals
-        on spine.account_id = user_totals.account_id
-        and spine.activity_date = user_totals.activity_date
+        on
+            spine.account_id = user_totals.account_id
+            and spine.activity_date = user_totals.activity_date
     left join documents
-        on spine.account_id = documents.account_id
-        and spine.activity_date = documents.activity_date
+        on
+            spine.account_id = documents.account_id
+            and spine.activity_date = documents.activity_date
     left join feature_totals
-        on spine.account_id = feature_totals.account_id
-        and spine.activity_date = feature_totals.activity_date
+        on
+            spine.account_id = feature_totals.account_id
+            and spine.activity_date = feature_totals.activity_date
 
 )
 

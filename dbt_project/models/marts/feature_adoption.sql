@@ -25,7 +25,8 @@ feature_days as (
 events as (
 
     select * from {{ ref('stg_raw__events') }}
-    where event_name = 'feature_used'
+    where
+        event_name = 'feature_used'
         and event_date <= {{ as_of_date() }}
         and event_date >= {{ add_days(-27, as_of_date()) }}
         and landing_date <= {{ as_of_date() }}
@@ -43,9 +44,11 @@ usage as (
             when activity_date >= {{ add_days(-27, as_of_date()) }} then feature_events else 0
         end) as bigint) as events_28d,
         cast(sum(case
-            when activity_date < {{ add_days(-27, as_of_date()) }}
+            when
+                activity_date < {{ add_days(-27, as_of_date()) }}
                 and activity_date >= {{ add_days(-55, as_of_date()) }}
-                then feature_events else 0
+                then feature_events
+            else 0
         end) as bigint) as events_prev_28d
     from feature_days
     group by account_id, feature_name
@@ -55,7 +58,10 @@ usage as (
 users_28d as (
 
     -- distinct users need the event grain: daily distinct counts do not add up
-    select account_id, feature_name, cast(count(distinct user_id) as bigint) as users_28d
+    select
+        account_id,
+        feature_name,
+        cast(count(distinct user_id) as bigint) as users_28d
     from events
     group by account_id, feature_name
 
@@ -74,16 +80,18 @@ final as (
         coalesce(usage.events_28d, 0) as events_28d,
         coalesce(usage.events_prev_28d, 0) as events_prev_28d,
         cast(coalesce(usage.events_28d, 0) - coalesce(usage.events_prev_28d, 0) as double)
-            / nullif(usage.events_prev_28d, 0) as trend,
+        / nullif(usage.events_prev_28d, 0) as trend,
         usage.first_used_date is not null as is_adopted
     from accounts
     cross join catalog
     left join usage
-        on accounts.account_id = usage.account_id
-        and catalog.feature = usage.feature_name
+        on
+            accounts.account_id = usage.account_id
+            and catalog.feature = usage.feature_name
     left join users_28d
-        on accounts.account_id = users_28d.account_id
-        and catalog.feature = users_28d.feature_name
+        on
+            accounts.account_id = users_28d.account_id
+            and catalog.feature = users_28d.feature_name
 
 )
 

@@ -43,7 +43,8 @@ grid as (
     from health
     cross join run_date
     -- rows after the run's as-of date (left by a later run) are not part of this run's frame
-    where health.as_of_date <= run_date.run_as_of_date
+    where
+        health.as_of_date <= run_date.run_as_of_date
         and (
             health.as_of_date = cast({{ dbt.date_trunc('week', 'health.as_of_date') }} as date)
             or health.as_of_date = run_date.run_as_of_date
@@ -57,19 +58,24 @@ labels as (
         grid.account_id,
         grid.as_of_date,
         max(case
-            when outcomes.outcome = 'churned'
+            when
+                outcomes.outcome = 'churned'
                 and outcomes.effective_date <= {{ add_days(churn_days, 'grid.as_of_date') }}
-                then 1 else 0
+                then 1
+            else 0
         end) as label_churn,
         max(case
-            when outcomes.outcome = 'expanded'
+            when
+                outcomes.outcome = 'expanded'
                 and outcomes.effective_date <= {{ add_days(expand_days, 'grid.as_of_date') }}
-                then 1 else 0
+                then 1
+            else 0
         end) as label_expand
     from grid
     inner join outcomes
-        on grid.account_id = outcomes.account_id
-        and outcomes.effective_date > grid.as_of_date
+        on
+            grid.account_id = outcomes.account_id
+            and grid.as_of_date < outcomes.effective_date
     group by grid.account_id, grid.as_of_date
 
 ),
@@ -80,11 +86,11 @@ final as (
         grid.account_id,
         grid.as_of_date,
         {%- for feature in features %}
-        {%- if feature in ('seat_utilisation', 'active_users_trend_28d', 'logins_trend_28d', 'wow_logins_change') %}
-        grid.{{ feature }},
-        {%- else %}
-        cast(grid.{{ feature }} as double) as {{ feature }},
-        {%- endif %}
+            {%- if feature in ('seat_utilisation', 'active_users_trend_28d', 'logins_trend_28d', 'wow_logins_change') %}
+                grid.{{ feature }},
+            {%- else %}
+                cast(grid.{{ feature }} as double) as {{ feature }},
+            {%- endif %}
         {%- endfor %}
         cast(grid.arr as double) as arr,
         cast(coalesce(labels.label_churn, 0) as integer) as label_churn,
@@ -95,8 +101,9 @@ final as (
     from grid
     cross join run_date
     left join labels
-        on grid.account_id = labels.account_id
-        and grid.as_of_date = labels.as_of_date
+        on
+            grid.account_id = labels.account_id
+            and grid.as_of_date = labels.as_of_date
 
 )
 

@@ -100,23 +100,62 @@ def manifest_files(folder: Path) -> set[str] | None:
 def load_lines(con, table: str, path: Path, name: str, landing_date: dt.date) -> int:
     """Append every physical line of a text file (plain or .gz) to `table` with its line number.
 
-    Returns the number of lines read; a file that cannot be decompressed or read fails loudly.
+    `table` has (landing_date, source_file, source_line, line, read_error). Lines the reader
+    rejects (invalid UTF-8, a stray separator byte) keep their number and get `read_error`, so
+    they can be quarantined; a file that cannot be decompressed or read at all fails loudly.
+    Returns the number of lines.
     """
     if path.stat().st_size == 0:
         return 0
+    exists = con.execute(
+        "select count(*) from duckdb_tables() where table_name = '_ingest_rejects'"
+    ).fetchone()[0]
+    if exists:
+        con.execute("delete from _ingest_rejects")
     try:
-        inserted = con.execute(
-            f"""
-            insert into {table}
-            select ?, ?, row_number() over (), line
-            from read_csv(?, columns = {{'line': 'VARCHAR'}}, delim = chr(31), quote = '',
-                          escape = '', header = false, auto_detect = false, parallel = false)
+        con.execute(
+            """
+            create or replace temp table _ingest_file as
+            select row_number() over () as k, line
+            from read_csv(?, columns = {'line': 'VARCHAR'}, delim = chr(31), quote = '',
+                          escape = '', header = false, auto_detect = false, parallel = false,
+                          store_rejects = true, rejects_table = '_ingest_rejects',
+                          rejects_scan = '_ingest_reject_scans')
             """,
-            [landing_date, name, str(path)],
+            [str(path)],
         )
-        return inserted.fetchone()[0]
     except duckdb.Error as exc:
         raise IngestError(
             f"cannot read {path}: {exc}. The file is corrupt or truncated; re-export it "
             "(and its manifest) and re-run this landing day."
         ) from exc
+    # Rejected lines drop out of the scan, so good line k sits at the k-th line number that was
+    # not rejected.
+    con.execute(
+        """
+        create or replace temp table _ingest_rejected as
+        select line as source_line, any_value(csv_line) as line,
+               string_agg(distinct error_type, ', ') as read_error
+        from _ingest_rejects group by line
+        """
+    )
+    inserted = con.execute(
+        f"""
+        insert into {table}
+        with total as (
+            select (select count(*) from _ingest_file)
+                   + (select count(*) from _ingest_rejected) as n
+        ),
+        numbers as (
+            select row_number() over (order by l) as k, l
+            from range(1, (select n from total) + 1) t(l)
+            where l not in (select source_line from _ingest_rejected)
+        )
+        select $day, $name, n.l, f.line, null from _ingest_file f join numbers n using (k)
+        union all
+        select $day, $name, source_line, line, 'unreadable line: ' || read_error
+        from _ingest_rejected
+        """,
+        {"day": landing_date, "name": name},
+    )
+    return inserted.fetchone()[0]

@@ -68,9 +68,14 @@ def _parse_json_lines(con) -> None:
         """
         insert into _ev_cand (landing_date, source_file, source_line, raw_record, reason, detail)
         select landing_date, source_file, source_line, line, 'malformed_json',
-               case when json_valid(line) then 'not a JSON object' else 'invalid JSON' end
+               case
+                   when read_error is not null then read_error
+                   when json_valid(line) then 'not a JSON object'
+                   else 'invalid JSON'
+               end
         from _ev_lines
-        where trim(line) <> '' and not (json_valid(line) and starts_with(ltrim(line), '{'))
+        where read_error is not null
+           or (trim(line) <> '' and not (json_valid(line) and starts_with(ltrim(line), '{')))
         """
     )
     con.execute(
@@ -82,7 +87,8 @@ def _parse_json_lines(con) -> None:
             select landing_date, source_file, source_line, line,
                    try(json_extract(line, [{paths}])) as f
             from _ev_lines
-            where trim(line) <> '' and json_valid(line) and starts_with(ltrim(line), '{{')
+            where read_error is null and trim(line) <> '' and json_valid(line)
+              and starts_with(ltrim(line), '{{')
         ),
         typed as (
             select
@@ -348,8 +354,8 @@ def load_events_days(con, landing_dir: Path, dates: list[dt.date]) -> dict[dt.da
     sizes: dict[dt.date, int] = {}
     with transaction(con):
         con.execute(
-            "create or replace temp table _ev_lines "
-            "(landing_date date, source_file varchar, source_line bigint, line varchar)"
+            "create or replace temp table _ev_lines (landing_date date, source_file varchar, "
+            "source_line bigint, line varchar, read_error varchar)"
         )
         for d in dates:
             paths = event_files(day_dir(landing_dir, d))

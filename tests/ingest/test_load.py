@@ -240,3 +240,17 @@ def test_files_written_after_the_manifest_wait_for_the_next_export(landing, con)
     (folder / "events-001.jsonl.gz").write_bytes(late_file)
     stats = load_landing_day(con, landing, d("2025-03-04"))
     assert (stats.events.files, stats.events.rows_loaded) == (1, 1)
+
+
+def test_undecodable_lines_are_quarantined_and_later_lines_keep_their_numbers(landing, con):
+    lines = [json.dumps(event("m1")).encode(), b'{"messageId": "\xff\xfe broken"}',
+             json.dumps(event("m3")).encode(), b'{"messageId": "x\x1fy"}',
+             json.dumps(event("m5")).encode()]  # fmt: skip
+    data = gzip.compress(b"\n".join(lines))
+    first_day(landing, None, extra_event_files={"events-000.jsonl.gz": data})
+    stats = load_landing_day(con, landing, d("2025-03-04"))
+    assert quarantine(con) == [(2, "malformed_json"), (4, "malformed_json")]
+    assert con.execute("select list(source_line order by source_line) from raw.events").fetchone()[
+        0
+    ] == [1, 3, 5]
+    assert stats.events.rows_read == 5

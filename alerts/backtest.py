@@ -8,7 +8,7 @@ import time
 
 import pandas as pd
 
-from alerts.engine import EvaluationError, _table_exists, build_eval_table, check_inputs
+from alerts.engine import EvaluationError, build_eval_table, check_inputs, table_exists
 from alerts.rules import RuleSet
 from alerts.schema import ensure_schema
 
@@ -99,7 +99,7 @@ def backtest(
         raise EvaluationError(f"backtest end {end} is before start {start}")
     started = time.perf_counter()
     check_inputs(con, ruleset)
-    if not _table_exists(con, "raw", "outcomes"):
+    if not table_exists(con, "raw", "outcomes"):
         raise EvaluationError("raw.outcomes is missing: load outcomes before backtesting")
     build_eval_table(con, start, end, name="_ea_bt")
     csm_count = con.execute("select count(distinct csm_email) from _ea_bt").fetchall()[0][0]

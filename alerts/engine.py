@@ -32,7 +32,6 @@ REQUIRED_HEALTH_COLUMNS = (
     "csm_email",
     "manager_email",
 )
-SEVERITY_RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3}
 
 
 class EvaluationError(RuntimeError):
@@ -74,7 +73,7 @@ def evaluation_time(as_of: dt.date) -> dt.datetime:
     return dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time())
 
 
-def _table_exists(con, schema: str, table: str) -> bool:
+def table_exists(con, schema: str, table: str) -> bool:
     row = con.execute(
         "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
         [schema, table],
@@ -84,7 +83,7 @@ def _table_exists(con, schema: str, table: str) -> bool:
 
 def check_inputs(con, ruleset: RuleSet) -> None:
     """Refuse to run when an input table or a column a rule needs is missing."""
-    missing = [f"{s}.{t}" for s, t in REQUIRED_TABLES if not _table_exists(con, s, t)]
+    missing = [f"{s}.{t}" for s, t in REQUIRED_TABLES if not table_exists(con, s, t)]
     if missing:
         raise EvaluationError(
             f"input tables missing: {', '.join(missing)}; build the marts and ml stages first"
@@ -110,7 +109,7 @@ def build_eval_table(con, start: dt.date, end: dt.date | None = None, name="_ea_
     rule may use (health mart + that day's scores and anomalies + landing status), and the gate.
     """
     end = end or start
-    has_dim = _table_exists(con, "marts", "dim_accounts")
+    has_dim = table_exists(con, "marts", "dim_accounts")
     dim_join = (
         "left join (select account_id, any_value(account_name) as account_name "
         "from marts.dim_accounts group by account_id) d using (account_id)"

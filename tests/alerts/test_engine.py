@@ -351,3 +351,16 @@ def test_shipped_rules_raise_explained_alerts_with_recommendations(wh, rules, ro
     assert "days_to_renewal between 0 and 90 (days to renewal 30)" in renewal[8]
     assert "Top drivers: logins trend 28d (+0.80)" in renewal[8]
     assert '"feature": "logins_trend_28d"' in renewal[9]
+
+
+def test_alert_open_too_long_expires_with_reason(wh, routing):
+    rules = _rules(wh, cooldown=10)
+    rules.by_id("usage_drop").expire_after_days = 2
+    d = days(4)
+    for day in d:
+        wh.day(day, {"a1": DROP})
+    results = [_run(wh, rules, routing, day) for day in d]
+    assert [r.expired_alerts for r in results] == [0, 0, 1, 0]
+    (alert,) = _alerts(wh)
+    assert alert[3] == "expired" and alert[6] == "still open after 2 days"
+    assert results[3].suppressed_cooldown == 1  # a stale alert is not re-raised the next day

@@ -138,6 +138,11 @@ def _typed(col: Col) -> str:
 def _read_csv(con, path: Path, source: CsvSource) -> list[str]:
     """Read a CSV into `_csv` as text with line numbers; returns its extra (padding) columns."""
     con.execute("drop table if exists _csv")
+    exists = con.execute(
+        "select count(*) from duckdb_tables() where table_name = '_csv_rejects'"
+    ).fetchone()[0]
+    if exists:
+        con.execute("delete from _csv_rejects")
     if path.stat().st_size == 0:
         cols = ", ".join(f"{_q(c.name)} varchar" for c in source.columns)
         con.execute(f"create temp table _csv (source_line bigint, {cols})")
@@ -148,7 +153,9 @@ def _read_csv(con, path: Path, source: CsvSource) -> list[str]:
             create temp table _csv as
             select row_number() over () + 1 as source_line, *
             from read_csv(?, delim = ',', quote = '"', escape = '"', header = true,
-                          all_varchar = true, null_padding = true, parallel = false)
+                          all_varchar = true, null_padding = true, parallel = false,
+                          store_rejects = true, rejects_table = '_csv_rejects',
+                          rejects_scan = '_csv_reject_scans')
             """,
             [str(path)],
         )
@@ -201,13 +208,19 @@ def load_csv_days(
             if _header_only(path):
                 continue
             extra = _read_csv(con, path, source)
-            _classify_and_insert(con, source, d, relative_name(path, Path(landing_dir)), extra)
+            name = relative_name(path, Path(landing_dir))
+            _classify_and_insert(con, source, d, name, extra)
+            rejected = _quarantine_rejects(con, source, d, name)
+            if rejected:
+                st.quarantined_by_reason["bad_value"] = rejected
+                st.rows_quarantined += rejected
+                st.rows_read += rejected
             for reason, n in con.execute(
                 "select coalesce(reason, ''), count(*) from _csv_class group by all order by 1"
             ).fetchall():
                 st.rows_read += n
                 if reason:
-                    st.quarantined_by_reason[reason] = n
+                    st.quarantined_by_reason[reason] = st.quarantined_by_reason.get(reason, 0) + n
                     st.rows_quarantined += n
             st.rows_loaded = st.rows_read - st.rows_quarantined
         per_day = round((time.perf_counter() - started) / max(len(dates), 1), 3)
@@ -222,6 +235,25 @@ def load_csv_source(
 ) -> SourceStats:
     """Load one CSV source of a landing day into its raw table (replacing that day's rows)."""
     return load_csv_days(con, landing_dir, [landing_date], source)[landing_date]
+
+
+def _quarantine_rejects(con, source: CsvSource, d: dt.date, file_name: str) -> int:
+    """Lines the CSV reader could not decode (e.g. invalid UTF-8) go to quarantine."""
+    exists = con.execute(
+        "select count(*) from duckdb_tables() where table_name = '_csv_rejects'"
+    ).fetchone()[0]
+    if not exists:
+        return 0
+    return con.execute(
+        """
+        insert into raw.quarantine
+        select $source, $d, $file, line, 'bad_value',
+               'unreadable line: ' || string_agg(distinct error_type, ', '), any_value(csv_line),
+               now()::timestamp
+        from _csv_rejects group by line
+        """,
+        {"source": source.name, "d": d, "file": file_name},
+    ).fetchone()[0]
 
 
 def _classify_and_insert(

@@ -254,3 +254,15 @@ def test_undecodable_lines_are_quarantined_and_later_lines_keep_their_numbers(la
         0
     ] == [1, 3, 5]
     assert stats.events.rows_read == 5
+
+
+def test_undecodable_snapshot_row_is_quarantined(landing, con):
+    folder = first_day(landing, [event("m1")])
+    text = (folder / "accounts.csv").read_bytes().replace(b"Acme a2", b"Acme \xff\xfe")
+    (folder / "accounts.csv").write_bytes(text)
+    (folder / "_manifest.json").unlink()
+    write_day(landing, "2025-03-04")  # rewrite the manifest with the new size
+    stats = load_landing_day(con, landing, d("2025-03-04"))
+    assert quarantine(con, "accounts") == [(3, "bad_value")]
+    assert stats.sources["accounts"].rows_loaded == len(ACCOUNTS) - 1
+    assert stats.events.rows_loaded == 1

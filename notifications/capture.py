@@ -11,6 +11,7 @@ import email.policy
 import hashlib
 import html
 import socket
+import ssl
 import threading
 import time
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
 
 
 def free_port() -> int:
@@ -124,15 +126,47 @@ def write_index(directory: Path, rows: list[str] | None = None) -> Path:
 class CaptureServer:
     """Start/stop the capture server in a background thread (tests, demo, bench)."""
 
-    def __init__(self, directory: Path, port: int = 0, host: str = "127.0.0.1"):
+    def __init__(
+        self,
+        directory: Path,
+        port: int = 0,
+        host: str = "127.0.0.1",
+        tls: ssl.SSLContext | None = None,
+        implicit_tls: bool = False,
+        credentials: tuple[str, str] | None = None,
+    ):
+        """`tls` offers STARTTLS (or wraps the port when `implicit_tls`); `credentials` turns
+        on AUTH and refuses mail without a login (to rehearse a real relay locally).
+        """
         self.host = host
         self.port = port or free_port()
         self.directory = Path(directory)
         self.handler = CaptureHandler(self.directory)
+        self.tls = tls
+        self.implicit_tls = implicit_tls
+        self.credentials = credentials
         self._controller: Controller | None = None
 
+    def _authenticate(self, server, session, envelope, mechanism, auth_data) -> AuthResult:
+        ok = isinstance(auth_data, LoginPassword) and self.credentials == (
+            auth_data.login.decode(),
+            auth_data.password.decode(),
+        )
+        return AuthResult(success=ok, handled=False)  # handled=False: the server answers 535
+
     def start(self) -> CaptureServer:
-        self._controller = Controller(self.handler, hostname=self.host, port=self.port)
+        kwargs: dict = {}
+        if self.tls is not None and self.implicit_tls:
+            kwargs["ssl_context"] = self.tls
+        elif self.tls is not None:
+            kwargs.update(tls_context=self.tls, require_starttls=True)
+        if self.credentials is not None:
+            kwargs.update(authenticator=self._authenticate, auth_required=True)
+            # With implicit TLS aiosmtpd cannot tell the socket is encrypted; it is.
+            kwargs["auth_require_tls"] = self.tls is not None and not self.implicit_tls
+        self._controller = Controller(
+            self.handler, hostname=self.host, port=self.port, server_hostname="localhost", **kwargs
+        )
         self._controller.start()
         write_index(self.directory, self.handler._rows)
         return self

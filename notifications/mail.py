@@ -24,6 +24,7 @@ class SmtpConfig:
     password: str = ""
     mail_from: str = "Engagement Alerts <alerts@engagement-alerts.local>"
     timeout_seconds: float = 10.0
+    ca_file: str = ""  # extra CA bundle, for a relay with a private certificate
 
     def __post_init__(self):
         if self.security not in SECURITY_MODES:
@@ -84,16 +85,15 @@ class SmtpSender:
         c = self.config
         msg = build_message(row, c.mail_from)
         recipients = list(row.payload["to"]) + list(row.payload.get("cc", []))
+        tls = ssl.create_default_context(cafile=c.ca_file or None)
         try:
             if c.security == "ssl":
-                client = smtplib.SMTP_SSL(
-                    c.host, c.port, timeout=c.timeout_seconds, context=ssl.create_default_context()
-                )
+                client = smtplib.SMTP_SSL(c.host, c.port, timeout=c.timeout_seconds, context=tls)
             else:
                 client = smtplib.SMTP(c.host, c.port, timeout=c.timeout_seconds)
             with client:
                 if c.security == "starttls":
-                    client.starttls(context=ssl.create_default_context())
+                    client.starttls(context=tls)
                 if c.user:
                     client.login(c.user, c.password)
                 refused = client.send_message(msg, to_addrs=recipients)

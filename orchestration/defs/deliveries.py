@@ -41,16 +41,18 @@ class SmtpResource(dg.ConfigurableResource):
     password: str = ""
     mail_from: str = "Engagement Alerts <alerts@engagement-alerts.local>"
     timeout_seconds: float = 10.0
+    ca_file: str = ""
 
     def settings(self) -> SmtpConfig:
         return SmtpConfig(
-            self.host,
-            int(self.port),
-            self.security,
-            self.user,
-            self.password,
-            self.mail_from,
-            self.timeout_seconds,
+            host=self.host,
+            port=int(self.port),
+            security=self.security,
+            user=self.user,
+            password=self.password,
+            mail_from=self.mail_from,
+            timeout_seconds=self.timeout_seconds,
+            ca_file=self.ca_file,
         )
 
     def sender(self) -> SmtpSender:
@@ -110,6 +112,7 @@ def deliveries_resources() -> dict[str, dg.ConfigurableResource]:
             user=_env("SMTP_USER", ""),
             password=_env("SMTP_PASSWORD", ""),
             mail_from=_env("EA_MAIL_FROM", "Engagement Alerts <alerts@engagement-alerts.local>"),
+            ca_file=_env("SMTP_CA_FILE", ""),
         ),
         "crm": CrmResource(
             mode=_env("CRM_MODE", "record"),

@@ -1,1 +1,1 @@
-"""ml package."""
+"""Churn and expansion models, their explanations, anomalies and segments (no Dagster)."""

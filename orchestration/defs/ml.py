@@ -2,8 +2,10 @@
 
 import datetime as dt
 import time
+from pathlib import Path
 
 import dagster as dg
+import yaml
 from dagster_duckdb import DuckDBResource
 
 from ml import registry
@@ -18,6 +20,7 @@ from orchestration.asof import AsOfConfig, resolve_as_of
 from orchestration.resources import PathsResource
 
 GROUP = "ml"
+DBT_PROJECT_FILE = Path(__file__).resolve().parents[2] / "dbt_project" / "dbt_project.yml"
 ML_FEATURES = dg.AssetKey(["marts", "ml_features"])
 ACCOUNT_HEALTH = dg.AssetKey(["marts", "account_health"])
 DAILY_ENGAGEMENT = dg.AssetKey(["marts", "fct_account_daily_engagement"])
@@ -35,17 +38,35 @@ class MlflowResource(dg.ConfigurableResource):
 class TrainingConfig(dg.Config):
     """Run config of a training run. Horizons must match the dbt vars of marts.ml_features."""
 
-    horizon_days: int = 0  # 0 = the model's default (churn 30, expansion 60)
+    horizon_days: int = 0  # 0 = the dbt var (churn_horizon_days / expand_horizon_days)
     num_boost_round: int = 400
     # "outcomes": labels from the mart; "inactivity": churn = no activity for inactive_days.
     label_source: str = "outcomes"
     inactive_days: int = 30
 
 
+def dbt_label_horizons() -> dict[str, int]:
+    """The label horizons marts.ml_features is built with (dbt vars), so the split gap matches."""
+    path = DBT_PROJECT_FILE
+    if not path.exists():
+        raise dg.Failure(f"{path} is missing: the ml stage reads the label horizons from it.")
+    variables = yaml.safe_load(path.read_text()).get("vars", {})
+    try:
+        return {
+            "churn": int(variables["churn_horizon_days"]),
+            "expansion": int(variables["expand_horizon_days"]),
+        }
+    except KeyError as exc:
+        raise dg.Failure(
+            f"{path} has no var {exc.args[0]!r}; set it or pass horizon_days in the run config."
+        ) from exc
+
+
 def _train_config(model_name: str, run: TrainingConfig) -> TrainConfig:
-    overrides: dict[str, object] = {"num_boost_round": run.num_boost_round}
-    if run.horizon_days:
-        overrides["horizon_days"] = run.horizon_days
+    overrides: dict[str, object] = {
+        "num_boost_round": run.num_boost_round,
+        "horizon_days": run.horizon_days or dbt_label_horizons()[model_name],
+    }
     return (churn_config if model_name == "churn" else expansion_config)(**overrides)
 
 

@@ -62,6 +62,11 @@ def test_ml_definitions_load_with_the_shared_resources():
     assert {"ml/anomalies", "ml/segments"} <= keys
     assert defs.resolve_job_def("training_job") is not None
     assert defs.resolve_schedule_def("weekly_training").cron_schedule == "0 3 * * 1"
+    # Without run config the split gap follows the horizons marts.ml_features is built with.
+    horizons = ml_defs.dbt_label_horizons()
+    assert all(isinstance(h, int) and h > 0 for h in horizons.values())
+    cfg = ml_defs._train_config("expansion", ml_defs.TrainingConfig())
+    assert (cfg.label, cfg.horizon_days) == ("label_expand", horizons["expansion"])
 
 
 def test_train_promote_score_then_gate_blocks_a_retrain_that_is_no_better(warehouse):

@@ -27,14 +27,19 @@ def test_alerts_asset_materializes_with_metadata_and_passing_check(wh, ea_env):
     d = days(1)[0]
     wh.add_accounts(["a1", "a2"])
     wh.day(d, {"a1": {"active_users_28d": 2}, "a2": {}}, churn={"a1": 0.9})
+    # No as-of date in the run config: the latest landed events day is used.
+    wh.con.execute("create schema raw")
+    wh.con.execute(
+        "create table raw.landed_partitions as select ?::date as landing_date, 'events' as source",
+        [d],
+    )
     wh.con.close()
     result = dg.materialize(
-        [stage.alerts_alerts, stage.rules_file_validates],
-        resources=_resources(wh, CONFIG),
-        run_config={"ops": {"alerts__alerts": {"config": {"as_of_date": str(d)}}}},
+        [stage.alerts_alerts, stage.rules_file_validates], resources=_resources(wh, CONFIG)
     )
     assert result.success
     meta = result.asset_materializations_for_node("alerts__alerts")[0].metadata
+    assert meta["as_of_date"].value == str(d)
     assert meta["new"].value == 2  # churn_risk_high + engagement_drop for a1
     assert meta["open_by_severity"].value == {"high": 2}
     assert meta["seconds"].value > 0

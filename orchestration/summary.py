@@ -1,0 +1,82 @@
+"""The short summary the demo prints at the end: what happened and where to look."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import duckdb
+
+
+def _rows(con, sql: str) -> list[tuple]:
+    try:
+        return con.execute(sql).fetchall()
+    except duckdb.Error:
+        return []
+
+
+def _one(con, sql: str, default=0):
+    rows = _rows(con, sql)
+    return rows[0][0] if rows and rows[0][0] is not None else default
+
+
+def print_summary(data: Path, mail: Path, seconds: float) -> None:
+    database = os.environ["DUCKDB_DATABASE"]
+    con = duckdb.connect(database, read_only=True)
+    as_of = _one(con, "select max(as_of_date) from marts.account_health", None)
+    accounts = _one(con, "select count(*) from marts.dim_accounts")
+    events = _one(con, "select count(*) from raw.events")
+    quarantined = _rows(
+        con, "select reason, count(*) from raw.quarantine group by all order by 2 desc"
+    )
+    tiers = (
+        _rows(
+            con,
+            f"""select health_tier, count(*) from marts.account_health
+            where as_of_date = date '{as_of}' group by all order by 2 desc""",
+        )
+        if as_of
+        else []
+    )
+    by_severity = _rows(
+        con,
+        """select severity, count(*) filter (where status in ('open', 'acknowledged')),
+                  count(*) from alerts.alerts group by all
+           order by case severity when 'critical' then 0 when 'high' then 1
+                    when 'medium' then 2 else 3 end""",
+    )
+    by_status = _rows(con, "select status, count(*) from alerts.alerts group by all order by 1")
+    outbox = _rows(
+        con, "select channel, status, count(*) from ops.outbox group by all order by 1, 2"
+    )
+    con.close()
+    emails = len(list(mail.glob("*.eml"))) if mail.exists() else 0
+
+    print()
+    print("=" * 78)
+    print(f"Engagement Alerts demo finished in {seconds / 60:.1f} min (as of {as_of})")
+    print("=" * 78)
+    print(f"accounts: {accounts:,}   events stored: {events:,}")
+    if quarantined:
+        print("quarantined rows: " + ", ".join(f"{r} {n:,}" for r, n in quarantined))
+    if tiers:
+        print("health tiers today: " + ", ".join(f"{t} {n}" for t, n in tiers))
+    if by_severity:
+        print(
+            "alerts by severity (open / all time): "
+            + ", ".join(f"{s} {o}/{n}" for s, o, n in by_severity)
+        )
+    if by_status:
+        print("alerts by status: " + ", ".join(f"{s} {n}" for s, n in by_status))
+    if outbox:
+        print("outbox: " + ", ".join(f"{c} {s} {n}" for c, s, n in outbox))
+    print(f"emails captured: {emails}")
+    print()
+    print("Where to look:")
+    print(f"  captured emails   open {mail / 'index.html'} in a browser (.eml files beside it)")
+    print("  Dagster UI        make ui            then http://127.0.0.1:3000")
+    print("  MLflow UI         make mlflow-ui     then http://127.0.0.1:5000")
+    print(f"  SQL               .venv/bin/python -m orchestration.sql   (read-only on {database})")
+    print("                    e.g. select * from analytics.open_alerts limit 10;")
+    print("  alerts CLI        .venv/bin/python -m alerts list --as <csm email>")
+    print(f"  ground truth      {data / 'ground_truth'} (the simulator's hidden truth)")

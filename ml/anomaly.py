@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pandas as pd
+
 from ml.config import AnomalyConfig
 
 DDL = """
@@ -26,12 +28,17 @@ create table if not exists ml.anomalies (
 # Days not landed or on a holiday are neither judged nor used as history.
 DETECT_SQL = """
 with days as (
-    select account_id, activity_date, {metric_casts}
-    from marts.fct_account_daily_engagement
-    where is_data_landed
-      and activity_date <= $as_of
-      and activity_date > $as_of - interval ({history_days}) day
-      and activity_date not in (select unnest($holidays::date[]))
+    select e.account_id, e.activity_date, {metric_casts}
+    from marts.fct_account_daily_engagement e
+    {region_join}
+    where e.is_data_landed
+      and e.activity_date <= $as_of
+      and e.activity_date > $as_of - interval ({history_days}) day
+      and not exists (
+          select 1 from _ml_holidays h
+          where h.holiday_date::date = e.activity_date
+            and (h.region is null or h.region::varchar = {region})
+      )
 ),
 long as (
     unpivot days on {metric_list} into name metric value observed
@@ -114,7 +121,11 @@ def detect_anomalies(con, as_of_date: dt.date, config: AnomalyConfig | None = No
         raise ValueError(f"marts.fct_account_daily_engagement lacks metric columns {missing}.")
     baseline_days = 7 * config.baseline_weeks
     sql = DETECT_SQL.format(
-        metric_casts=", ".join(f"{m}::double as {m}" for m in config.metrics),
+        metric_casts=", ".join(f"e.{m}::double as {m}" for m in config.metrics),
+        region_join="left join marts.dim_accounts a on a.account_id = e.account_id"
+        if config.regional_holidays
+        else "",
+        region="a.region" if config.regional_holidays else "null",
         metric_list=", ".join(config.metrics),
         history_days=config.lookback_days + baseline_days,
         lookback_days=config.lookback_days,
@@ -124,11 +135,39 @@ def detect_anomalies(con, as_of_date: dt.date, config: AnomalyConfig | None = No
             for m in config.metrics
         ),
     )
+    holidays = pd.DataFrame(
+        [(None, d) for d in config.holidays]
+        + [(r, d) for r, days in config.regional_holidays.items() for d in days],
+        columns=["region", "holiday_date"],
+    ).astype({"region": "object"})
+    holidays["holiday_date"] = pd.to_datetime(holidays["holiday_date"]).dt.date
+    if config.regional_holidays and not _has_table(con, "marts", "dim_accounts"):
+        raise ValueError(
+            "Regional holidays need marts.dim_accounts (for each account's region): build the "
+            "marts or list the days under `all`."
+        )
+    con.register("_ml_holidays", holidays)
+    try:
+        return _run(con, sql, as_of_date, config)
+    finally:
+        con.unregister("_ml_holidays")
+
+
+def _has_table(con, schema: str, table: str) -> bool:
+    return bool(
+        con.execute(
+            "select count(*) from information_schema.tables where table_schema = ? "
+            "and table_name = ?",
+            [schema, table],
+        ).fetchall()[0][0]
+    )
+
+
+def _run(con, sql: str, as_of_date: dt.date, config: AnomalyConfig):
     return con.execute(
         sql,
         {
             "as_of": as_of_date,
-            "holidays": list(config.holidays),
             "min_points": config.min_baseline_points,
             "z_threshold": config.z_threshold,
             "high_z": config.high_z,

@@ -115,7 +115,39 @@ class AnomalyConfig:
     )
     default_min_scale: float = 2.0
     lookback_days: int = 28
+    # ISO dates closed for everyone, and per region (matched to marts.dim_accounts.region).
     holidays: tuple[str, ...] = ()
+    regional_holidays: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @classmethod
+    def from_holiday_file(cls, mapping: dict | None, **overrides) -> AnomalyConfig:
+        """Settings with the holidays of a parsed `config/holidays.yml` ({all: [...], regions})."""
+        import datetime as dt
+
+        mapping = mapping or {}
+        unknown = set(mapping) - {"all", "regions"}
+        if unknown:
+            raise ValueError(f"holidays file: unknown keys {sorted(unknown)} (use all, regions)")
+
+        def dates(values, where: str) -> tuple[str, ...]:
+            out = []
+            for v in values or []:
+                try:
+                    out.append(dt.date.fromisoformat(str(v)).isoformat())
+                except ValueError as exc:
+                    raise ValueError(
+                        f"holidays file, {where}: {v!r} is not a YYYY-MM-DD date"
+                    ) from exc
+            return tuple(out)
+
+        return cls(
+            holidays=dates(mapping.get("all"), "all"),
+            regional_holidays={
+                str(region): dates(days, f"regions.{region}")
+                for region, days in (mapping.get("regions") or {}).items()
+            },
+            **overrides,
+        )
 
 
 @dataclass(frozen=True)

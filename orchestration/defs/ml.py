@@ -20,6 +20,7 @@ from orchestration.asof import AsOfConfig, resolve_as_of
 from orchestration.resources import PathsResource
 
 GROUP = "ml"
+HOLIDAYS_FILE = "holidays.yml"
 DBT_PROJECT_FILE = Path(__file__).resolve().parents[2] / "dbt_project" / "dbt_project.yml"
 ML_FEATURES = dg.AssetKey(["marts", "ml_features"])
 ACCOUNT_HEALTH = dg.AssetKey(["marts", "account_health"])
@@ -269,9 +270,22 @@ def account_scores(
     description="ml.anomalies: days where an account's engagement left its own same-weekday "
     "range (robust z, median/MAD); unlanded days and holidays are never judged.",
 )
-def anomalies(config: AsOfConfig, duckdb: DuckDBResource) -> dg.MaterializeResult:
+def anomalies(
+    context: dg.AssetExecutionContext,
+    config: AsOfConfig,
+    duckdb: DuckDBResource,
+    paths: PathsResource,
+) -> dg.MaterializeResult:
     started = time.monotonic()
-    cfg = AnomalyConfig()
+    holiday_file = paths.config / HOLIDAYS_FILE
+    if holiday_file.exists():
+        try:
+            cfg = AnomalyConfig.from_holiday_file(yaml.safe_load(holiday_file.read_text()))
+        except ValueError as exc:
+            raise dg.Failure(f"{holiday_file}: {exc}") from exc
+    else:
+        context.log.warning(f"No {holiday_file}: holidays will be judged like any other day.")
+        cfg = AnomalyConfig()
     with duckdb.get_connection() as con:
         as_of = resolve_as_of(con, config)
         try:
@@ -295,6 +309,8 @@ def anomalies(config: AsOfConfig, duckdb: DuckDBResource) -> dg.MaterializeResul
         metadata={
             "as_of_date": as_of.isoformat(),
             "anomalies": n,
+            "holidays_configured": len(cfg.holidays)
+            + sum(len(v) for v in cfg.regional_holidays.values()),
             "by_severity": dg.MetadataValue.json(by_severity),
             "examples": dg.MetadataValue.json(examples.to_dict("records")),
             "seconds": round(time.monotonic() - started, 2),

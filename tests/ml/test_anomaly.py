@@ -63,3 +63,32 @@ def test_writing_anomalies_is_idempotent(con):
 def test_missing_mart_gives_a_clear_error():
     with pytest.raises(ValueError, match="build the marts first"):
         detect_anomalies(duckdb.connect(), AS_OF)
+
+
+def test_regional_holidays_apply_only_to_accounts_in_that_region(con):
+    con.execute(
+        "create table marts.dim_accounts as select distinct account_id, "
+        "case when account_id = 'a_00001' then 'EMEA' else 'NA' end as region "
+        "from marts.fct_account_daily_engagement"
+    )
+    # The planted drop of a_00001 (EMEA) falls on an EMEA holiday: not judged there.
+    cfg = AnomalyConfig.from_holiday_file(
+        {"all": ["2025-03-12"], "regions": {"EMEA": ["2025-03-19"], "NA": ["2025-03-20"]}}
+    )
+    found = detect_anomalies(con, AS_OF, cfg)
+    days = pd.to_datetime(found["activity_date"]).dt.date
+    assert not ((found["account_id"] == "a_00001") & (days == dt.date(2025, 3, 19))).any()
+    assert dt.date(2025, 3, 12) not in set(days)
+
+
+def test_holiday_file_in_the_repo_parses_and_bad_dates_are_named():
+    import yaml
+
+    from tests.conftest import REPO
+
+    cfg = AnomalyConfig.from_holiday_file(
+        yaml.safe_load((REPO / "config/holidays.yml").read_text())
+    )
+    assert "2025-12-25" in cfg.holidays and "2025-11-27" in cfg.regional_holidays["NA"]
+    with pytest.raises(ValueError, match=r"regions.EMEA: '2025-13-01'"):
+        AnomalyConfig.from_holiday_file({"regions": {"EMEA": ["2025-13-01"]}})

@@ -289,8 +289,16 @@ def marts_dbt(
             yield event
 
 
+marts_job = dg.define_asset_job(
+    "marts_job",
+    selection=dg.AssetSelection.assets(marts_dbt),
+    description="Build the dbt marts as of a date (run config `as_of_date`, empty = latest landed "
+    "day); `full_refresh: true` rebuilds all history.",
+)
+
 defs = dg.Definitions(
     assets=[marts_dbt],
+    jobs=[marts_job],
     resources={
         "dbt": DbtCliResource(
             project_dir=dbt_project, profiles_dir=str(DBT_DIR), dbt_executable=DBT_EXECUTABLE

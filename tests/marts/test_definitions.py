@@ -27,6 +27,17 @@ def test_dbt_assets_use_schema_keys_and_raw_sources():
     assert isinstance(marts.defs.resources["dbt"], marts.DbtCliResource)
 
 
+def test_the_merged_definitions_include_the_marts_job_and_assets():
+    from orchestration.definitions import defs
+
+    job = defs.resolve_job_def("marts_job")
+    assert job is not None
+    graph = defs.resolve_asset_graph()
+    assert dg.AssetKey(["marts", "account_health"]) in graph.get_all_asset_keys()
+    # ml's assets hang off the marts they read
+    assert dg.AssetKey(["marts", "ml_features"]) in graph.get_all_asset_keys()
+
+
 def test_first_run_builds_all_history_in_month_batches():
     marts = marts_module()
     w = marts.build_window(as_of=D(2025, 6, 30), first_landed=D(2025, 1, 1), latest_built=None)

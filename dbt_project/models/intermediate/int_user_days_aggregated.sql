@@ -31,10 +31,12 @@ users as (
 
 visible_events as (
 
-    -- only what had happened and had arrived by the as-of date
+    -- only what had happened and had arrived by the as-of date; events without a user cannot
+    -- make anyone active (they still count in the account-level document and feature models)
     select * from events
     where
-        event_date <= {{ as_of_date() }}
+        user_id is not null
+        and event_date <= {{ as_of_date() }}
         and landing_date <= {{ as_of_date() }}
 
 ),
@@ -87,7 +89,9 @@ role_on_day as (
 final as (
 
     select
-        md5(concat_ws('|', per_user_day.user_id, cast(per_user_day.activity_date as string))) as user_day_id,
+        md5(concat_ws(
+            '|', per_user_day.account_id, per_user_day.user_id, cast(per_user_day.activity_date as string)
+        )) as user_day_id,
         per_user_day.account_id,
         per_user_day.user_id,
         per_user_day.activity_date,

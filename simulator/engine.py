@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 
 from simulator import catalog as C
-from simulator.calendar import season_factors, utc_offsets
 from simulator.config import DIRT_KINDS, SimConfig, SimSummary
 from simulator.population import (
     PRICE_PER_SEAT,
@@ -21,6 +20,7 @@ from simulator.population import (
     Users,
     make_team,
 )
+from simulator.seasons import season_factors, utc_offsets
 from simulator.writer import (
     ACCOUNT_COLUMNS,
     OUTCOME_COLUMNS,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -25,8 +26,9 @@ from notifications.content import (
 from notifications.outbox import Delivery, dead_letters, outbox_counts
 from notifications.schema import ensure_schema
 
-MAX_CARDS = 25
-MAX_TABLE_ROWS = 150
+# Caps that keep the largest (admin) digest under the size at which Gmail clips a message.
+MAX_CARDS = 12
+MAX_TABLE_ROWS = 60
 
 
 def environment(templates_dir: Path) -> jinja2.Environment:
@@ -43,6 +45,11 @@ def environment(templates_dir: Path) -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
+
+
+def compact_html(html: str) -> str:
+    """Drop template indentation (a newline is still whitespace in HTML, so nothing changes)."""
+    return re.sub(r"\n[ \t]+", "\n", html)
 
 
 def next_meeting_slot(now: dt.datetime, hour_utc: int) -> dt.datetime:
@@ -231,7 +238,9 @@ def build_digests(
             "to": [recipient],
             "cc": [],
             "subject": subject,
-            "html": env.get_template("digest.html.j2").render(subject=subject, **context),
+            "html": compact_html(
+                env.get_template("digest.html.j2").render(subject=subject, **context)
+            ),
             "text": env.get_template("digest.txt.j2").render(subject=subject, **context),
             "attachments": attachments,
             "metrics": metrics,
@@ -307,7 +316,7 @@ def build_critical_alerts(
             "to": [to],
             "cc": cc,
             "subject": subject,
-            "html": env.get_template("critical.html.j2").render(**context),
+            "html": compact_html(env.get_template("critical.html.j2").render(**context)),
             "text": env.get_template("critical.txt.j2").render(**context),
             "attachments": [invite_attachment(c, to, now, config)] if c["invite"] else [],
             "alert_ids": [a["alert_id"]],
@@ -385,7 +394,7 @@ def build_escalations(
             "to": [to],
             "cc": [owner] if owner and owner != to and owner in allowed[a["account_id"]] else [],
             "subject": subject,
-            "html": env.get_template("critical.html.j2").render(**context),
+            "html": compact_html(env.get_template("critical.html.j2").render(**context)),
             "text": env.get_template("critical.txt.j2").render(**context),
             "attachments": [],
             "alert_ids": [alert_id],

@@ -288,3 +288,37 @@ def test_dead_deliveries_can_be_requeued_once_the_relay_is_back(con, content, db
         assert deliver_due(con2, {"email": sender}, utcnow()).sent == 2
         assert len(server.messages()) == 2
     con2.close()
+
+
+def test_a_big_book_stays_under_the_gmail_clipping_size(con, content):
+    # 300 accounts with long explanations: the admin sees them all, in one email Gmail shows whole.
+    con.execute(
+        """
+        insert into marts.dim_accounts (account_id, account_name, arr, csm_email, manager_email)
+        select 'b_' || i, 'Bulk Account ' || i, 50000, 'bulk' || (i % 10) || '@example.com',
+               'north.lead@example.com'
+        from range(300) t(i)
+        """
+    )
+    long_text = "Logins fell sharply and the admin has been quiet for weeks. " * 6
+    con.execute(
+        """
+        insert into alerts.alerts (alert_id, rule_id, alert_type, account_id, account_name,
+            episode_start_date, first_raised_on, last_seen_on, status, severity, priority,
+            probability, arr, owner_email, escalation_email, sla_due_at, explanation,
+            explanation_json, drivers_json, recommended_action, recommendation_text,
+            in_digest_summary, updated_at)
+        select 'al_b_' || i, 'r', 'churn_risk', 'b_' || i, 'Bulk Account ' || i, $d, $d, $d,
+            'open', case when i % 3 = 0 then 'high' else 'medium' end, i, 0.5, 50000,
+            'bulk' || (i % 10) || '@example.com', 'north.lead@example.com', $now, $t,
+            '{"clauses": [{"clause": "c", "values": {"logins_trend_28d": -0.5}}]}',
+            '[{"feature": "logins_28d", "contribution": 0.4}]', 'meeting', $t, false, $now
+        from range(300) t(i)
+        """,
+        {"d": DAY, "now": NOW, "t": long_text},
+    )
+    built = build_digests(con, DAY, TEMPLATES, content, NOW)
+    sizes = {d.recipient: len(d.payload["html"].encode()) for d in built}
+    assert max(sizes.values()) < 100_000, sorted(sizes.items(), key=lambda kv: -kv[1])[:3]
+    admin = next(d for d in built if d.recipient == "cs-director@example.com").payload["html"]
+    assert "more." in admin or "more in the" in admin  # the rest is counted, not dropped silently

@@ -42,6 +42,11 @@ def warehouse(ea_env, grid):
         con.register("frame_in", frame)
         con.execute(f"create table marts.{name} as select * from frame_in")
         con.unregister("frame_in")
+    # Regions, for the regional holidays in config/holidays.yml.
+    con.execute(
+        "create table marts.dim_accounts as select distinct account_id, 'EMEA' as region "
+        "from marts.ml_features"
+    )
     con.close()
     return ea_env
 

@@ -328,12 +328,17 @@ def card(
         f"and whether there is anything we can help with.\n\n{recommendation}\n\n"
         f"Best regards,\n{sender_name}"
     ).strip()
-    actions = [
-        {
-            "label": "Draft check-in email",
-            "href": mailto(champion, f"Checking in: {account}", draft),
-        },
-    ]
+    # Warehouse-wide alerts (account "*") have no customer to write to.
+    actions = (
+        []
+        if alert["account_id"] == "*"
+        else [
+            {
+                "label": "Draft check-in email",
+                "href": mailto(champion, f"Checking in: {account}", draft),
+            },
+        ]
+    )
     if alert.get("escalation_email"):
         escalate_body = (
             f"Escalating {severity} alert on {account} (ARR {money(alert.get('arr'))}).\n\n"

@@ -123,7 +123,7 @@ def _model_asset(model_name: str) -> dg.AssetsDefinition:
             mlflow.tracking_uri,
             paths.data / "mlflow-artifacts",
             extra_metrics=champion,
-            tags={"dagster_run_id": context.run_id},
+            tags={"dagster_run_id": context.run_id, "label_source": config.label_source},
         )
         m = result.metrics
         context.log.info(f"Features ({len(result.model.features)}): {result.model.features}")

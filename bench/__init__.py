@@ -1,0 +1,1 @@
+"""The benchmark harness: `python -m bench` (bench/run.py) and the reference implementations."""

@@ -1,0 +1,261 @@
+"""Latency: a landed file with one account's engagement collapse -> its critical email.
+
+Runs the real Dagster daemon (its own process group, the bench's DAGSTER_HOME) over the bench
+warehouse, drops one day's folder in which the busiest account has no events, and times the
+sensor chain landing_sensor -> ingest_job -> daily_after_ingest_sensor -> daily_job ->
+critical_alert_sensor until the email is in the local SMTP capture server.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import gzip
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+RULE_ID = "bench_engagement_collapse"
+IN_FLIGHT = ("QUEUED", "NOT_STARTED", "STARTING", "STARTED", "CANCELING")
+
+
+def say(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def pick_target(database: Path) -> dict:
+    """The account with the most active users that was active on the latest built day."""
+    con = duckdb.connect(str(database), read_only=True)
+    try:
+        row = con.execute(
+            """
+            select h.account_id, a.account_name, h.active_users_28d, h.as_of_date
+            from marts.account_health h
+            join marts.dim_accounts a using (account_id)
+            where h.as_of_date = (select max(as_of_date) from marts.account_health)
+              and h.days_since_last_activity = 0
+              and not a.is_churned
+              and a.csm_email is not null
+            order by h.active_users_28d desc, h.account_id
+            limit 1
+            """
+        ).fetchone()
+    finally:
+        con.close()
+    if row is None:
+        raise SystemExit("No active account on the latest built day: the latency test needs one.")
+    return {
+        "account_id": row[0],
+        "account_name": row[1],
+        "active_users_28d": int(row[2]),
+        "baseline_day": str(row[3]),
+    }
+
+
+def add_collapse_rule(config_dir: Path, min_users: int) -> None:
+    """A bench-only critical rule: a large account with no activity at all on the new day."""
+    path = config_dir / "rules.yml"
+    doc = yaml.safe_load(path.read_text())
+    doc["rules"] = [r for r in doc["rules"] if r["id"] != RULE_ID]
+    doc["rules"].append(
+        {
+            "id": RULE_ID,
+            "title": "Benchmark - a large daily-active account went silent",
+            "type": "engagement_drop",
+            "condition": f"days_since_last_activity >= 1 and active_users_28d >= {min_users}",
+            "severity": "critical",
+            "routing": {"owner": "csm", "escalation": "manager"},
+            "cooldown_days": 14,
+            "sla_hours": 4,
+            "recommendation": {"action": "call", "template": "engagement_drop.j2"},
+            "enabled": True,
+        }
+    )
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+
+
+def stage_drop(source: Path, staging: Path, account_id: str) -> int:
+    """Copy a day's folder without the account's events; the manifest gets the new sizes."""
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    removed = 0
+    manifest = json.loads((source / "_manifest.json").read_text())
+    for path in sorted(source.iterdir()):
+        if path.name == "_manifest.json":
+            continue
+        target = staging / path.name
+        if path.name.startswith("events-") and path.stat().st_size > 0:
+            with gzip.open(path, "rt", encoding="utf-8", errors="surrogateescape") as fin:
+                lines = fin.readlines()
+            kept = [ln for ln in lines if f'"groupId":"{account_id}"' not in ln]
+            removed += len(lines) - len(kept)
+            with gzip.open(target, "wt", encoding="utf-8", errors="surrogateescape") as fout:
+                fout.writelines(kept)
+        else:
+            shutil.copy2(path, target)
+        manifest["files"][path.name] = target.stat().st_size
+    (staging / "_manifest.json").write_text(json.dumps(manifest))
+    return removed
+
+
+def _dagster(env: dict, *args: str) -> None:
+    cli = str(Path(sys.executable).with_name("dagster"))
+    subprocess.run(
+        [cli, *args, "-w", str(REPO / "workspace.yaml")],
+        cwd=REPO,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+
+
+def _runs(instance) -> list:
+    return list(instance.get_run_records())
+
+
+def _in_flight(instance) -> int:
+    return sum(1 for r in _runs(instance) if r.dagster_run.status.value in IN_FLIGHT)
+
+
+def _critical_emails(mail: Path, account_name: str) -> list[tuple[float, str, str]]:
+    found = []
+    for path in sorted(mail.glob("*.eml")):
+        msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        subject = str(msg.get("Subject", ""))
+        if subject.startswith("Critical:") and account_name in subject:
+            found.append((path.stat().st_mtime, path.name, subject))
+    return found
+
+
+def _timeline(instance, after: float, t0: float) -> list[dict]:
+    """Every run created after the drop, with its queue wait and its steps, in seconds from t0."""
+    out = []
+    for rec in sorted(_runs(instance), key=lambda r: r.create_timestamp.timestamp()):
+        created = rec.create_timestamp.timestamp()
+        if created < after:
+            continue
+        run = rec.dagster_run
+        name = run.job_name
+        out.append({"at": created - t0, "what": f"{name} run created ({run.run_id[:8]})"})
+        if rec.start_time:
+            out.append({"at": rec.start_time - t0, "what": f"{name} run started"})
+        for step in instance.get_run_step_stats(run.run_id):
+            if step.start_time and step.end_time:
+                out.append(
+                    {
+                        "at": step.end_time - t0,
+                        "what": f"{name} step {step.step_key} done "
+                        f"({step.end_time - step.start_time:.1f}s)",
+                    }
+                )
+        if rec.end_time:
+            out.append({"at": rec.end_time - t0, "what": f"{name} run {run.status.value}"})
+    return sorted(out, key=lambda s: s["at"])
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """SIGTERM the daemon's whole process group (code server, run workers); SIGKILL if stuck."""
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+
+def measure_latency(work: Path, env: dict, export: Path, day: str, timeout: float = 900) -> dict:
+    import dagster as dg
+
+    from ingest.loader import find_landing_days
+
+    target = pick_target(Path(env["DUCKDB_DATABASE"]))
+    # Tolerate the few users who drop out of the 28-day window on the new day.
+    add_collapse_rule(Path(env["EA_CONFIG_DIR"]), max(3, int(target["active_users_28d"] * 0.8)))
+    staging = work / "drop_staging" / day
+    removed = stage_drop(export / day, staging, target["account_id"])
+    landing = Path(env["EA_LANDING_DIR"])
+    mail = Path(env["BENCH_MAIL_DIR"])
+    say(f"  latency: {target['account_name']} ({target['account_id']}) goes silent on {day}")
+
+    # The landing sensor starts with what is already loaded, so it loads only the dropped day.
+    cursor = {d.isoformat(): h for d, h in find_landing_days(landing).items()}
+    _dagster(env, "sensor", "start", "landing_sensor")
+    _dagster(env, "sensor", "cursor", "landing_sensor", "--set", json.dumps(cursor))
+
+    logs = work / "logs"
+    daemon_cmd = [
+        str(Path(sys.executable).with_name("dagster-daemon")),
+        "run",
+        "-w",
+        str(REPO / "workspace.yaml"),
+    ]
+    with (logs / "daemon.out").open("w") as out, (logs / "daemon.err").open("w") as err:
+        daemon = subprocess.Popen(
+            daemon_cmd, cwd=REPO, env=env, stdout=out, stderr=err, start_new_session=True
+        )
+    os.environ["DAGSTER_HOME"] = env["DAGSTER_HOME"]
+    instance = dg.DagsterInstance.get()
+    try:
+        started = time.time()
+        # Let every sensor tick once and the catch-up daily run finish before the drop.
+        while True:
+            time.sleep(2)
+            if daemon.poll() is not None:
+                raise SystemExit(f"dagster-daemon exited early; see {logs / 'daemon.err'}")
+            if time.time() - started > 45 and _in_flight(instance) == 0:
+                break
+            if time.time() - started > timeout:
+                raise SystemExit("The daemon's first runs did not finish in time.")
+        warmup = time.time() - started
+        before = {p.name for p in mail.glob("*.eml")}
+        dst = landing / day
+        dst.mkdir(parents=True, exist_ok=True)
+        for path in sorted(staging.iterdir(), key=lambda p: p.name == "_manifest.json"):
+            shutil.copy2(path, dst / path.name)
+        t0 = time.time()
+        say(f"  latency: dropped {dst} after {warmup:.0f}s of warm-up; waiting for the email")
+        arrived = None
+        while time.time() - t0 < timeout:
+            time.sleep(0.5)
+            hits = [
+                (m, s)
+                for m, name, s in _critical_emails(mail, target["account_name"])
+                if name not in before
+            ]
+            if hits:
+                arrived, subject = min(hits)
+                arrived -= t0
+                break
+            if daemon.poll() is not None:
+                raise SystemExit(f"dagster-daemon exited; see {logs / 'daemon.err'}")
+        # Stop cleanly: let the runs the drop started finish first (they hold the warehouse).
+        while _in_flight(instance) and time.time() - t0 < timeout:
+            time.sleep(2)
+        timeline = _timeline(instance, t0 - 1, t0)
+    finally:
+        stop(daemon)
+    result = {
+        "account_id": target["account_id"],
+        "events_removed": removed,
+        "warm_up_seconds": round(warmup, 1),
+        "seconds_to_critical_email": round(arrived, 1) if arrived is not None else None,
+        "email_subject": subject if arrived is not None else "no critical email within timeout",
+        "timeline": [{"at": round(s["at"], 1), "what": s["what"]} for s in timeline],
+    }
+    if arrived is not None:
+        result["timeline"].append({"at": round(arrived, 1), "what": "critical email captured"})
+        result["timeline"].sort(key=lambda s: s["at"])
+    say(f"  latency: {result['seconds_to_critical_email']}s to the critical email")
+    return result

@@ -1,0 +1,440 @@
+"""The benchmark harness: every stage timed in its own process per scale tier, plus references.
+
+Run: python -m bench [--tiers small,medium,large] [--out bench/results] (or `make bench`).
+Writes <out>/latest.json and <out>/latest.md (and a time-stamped copy of the JSON).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+END = dt.date(2025, 10, 31)
+# accounts x days; "tiny" exists for the harness's own smoke test.
+TIERS = {
+    "tiny": (12, 40),
+    "small": (300, 400),
+    "medium": (2_000, 365),
+    "large": (5_000, 365),
+}
+ALL_STAGES = (
+    "simulate",
+    "references",
+    "ingest",
+    "marts",
+    "train",
+    "score",
+    "rules",
+    "digests",
+    "incremental",
+    "rules_10k",
+    "latency",
+)
+DEFAULT_STAGES = tuple(s for s in ALL_STAGES)
+TARGETS = {
+    "full_vs_duckdb_max": 3.0,
+    "pandas_vs_full_min": 5.0,
+    "incremental_share_max": 0.10,
+    "rules_10k_seconds_max": 1.0,
+    "latency_seconds_max": 30.0,
+    "peak_rss_mib_max": 4096.0,
+}
+PACKAGES = (
+    "dagster",
+    "dagster-dbt",
+    "dbt-core",
+    "dbt-duckdb",
+    "duckdb",
+    "pandas",
+    "lightgbm",
+    "mlflow",
+)
+
+
+def say(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def machine() -> dict:
+    """What the figures were measured on, so two result files can be compared."""
+    model = ""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    mem_kib = 0
+    meminfo = Path("/proc/meminfo")
+    if meminfo.exists():
+        for line in meminfo.read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_kib = int(line.split()[1])
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
+    ).stdout.strip()
+    return {
+        "cpu_model": model or platform.processor(),
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem_kib / 1024 / 1024, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+        "git_commit": commit,
+        "versions": versions,
+    }
+
+
+def tier_config(tier: str, seed: int) -> dict:
+    accounts, days = TIERS[tier]
+    start = END - dt.timedelta(days=days - 1)
+    return {"accounts": accounts, "start": start.isoformat(), "end": END.isoformat(), "seed": seed}
+
+
+def cache_dir(root: Path, tier: str, config: dict) -> Path:
+    # Keyed by the simulator config: a changed tier never reuses stale files.
+    key = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:10]
+    return root / f"{tier}-{config['seed']}-{key}"
+
+
+class Runner:
+    """Runs stages as child processes in one work folder and records their figures."""
+
+    def __init__(self, work: Path, env: dict[str, str]):
+        self.work = work
+        self.env = env
+        self.logs = work / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.figures: dict[str, dict] = {}
+
+    def stage(self, label: str, name: str, *args: str, record: bool = True) -> dict:
+        cmd = [sys.executable, "-m", "bench.stage", name, *args]
+        out, err = self.logs / f"{label}.out", self.logs / f"{label}.err"
+        started = time.perf_counter()
+        with out.open("w") as fo, err.open("w") as fe:
+            proc = subprocess.Popen(cmd, cwd=REPO, env=self.env, stdout=fo, stderr=fe)
+            # wait4 gives this child's own rusage: the peak RSS of it or any of its reaped
+            # children (dbt runs as a grandchild), not the sum and not other stages' peaks.
+            _, status, usage = os.wait4(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+        seconds = time.perf_counter() - started
+        if proc.returncode != 0:
+            tail = err.read_text()[-3000:] + out.read_text()[-1500:]
+            raise SystemExit(f"stage {label} failed (exit {proc.returncode}); log {err}:\n{tail}")
+        lines = [ln for ln in out.read_text().splitlines() if ln.startswith("{")]
+        figures = json.loads(lines[-1]) if lines else {}
+        figures["seconds"] = round(seconds, 2)
+        figures["peak_rss_mib"] = round(usage.ru_maxrss / 1024, 1)
+        if record:
+            self.figures[label] = figures
+        say(f"  {label}: {seconds:.1f}s, peak {figures['peak_rss_mib']:.0f} MiB {figures}")
+        return figures
+
+
+def _link_day(source: Path, landing: Path, day: str) -> None:
+    """Land one day as an export would (manifest last); hard links when the disk allows."""
+    src, dst = source / day, landing / day
+    dst.mkdir(parents=True, exist_ok=True)
+    files = sorted(p for p in src.iterdir() if p.name != "_manifest.json")
+    for path in [*files, src / "_manifest.json"]:
+        target = dst / path.name
+        target.unlink(missing_ok=True)
+        try:
+            os.link(path, target)
+        except OSError:
+            shutil.copy2(path, target)
+
+
+def stage_env(work: Path) -> dict[str, str]:
+    home = work / "dagster_home"
+    home.mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    config = work / "config"
+    if not config.exists():
+        shutil.copytree(REPO / "config", config)
+    env = dict(os.environ)
+    env.update(
+        {
+            "EA_DATA_DIR": str(work / "data"),
+            "EA_LANDING_DIR": str(work / "landing"),
+            "EA_CONFIG_DIR": str(config),
+            "DUCKDB_DATABASE": str(work / "warehouse.duckdb"),
+            "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}",
+            "DAGSTER_HOME": str(home),
+            "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+            "GX_ANALYTICS_ENABLED": "false",
+            "DO_NOT_TRACK": "1",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    (work / "data").mkdir(parents=True, exist_ok=True)
+    (work / "landing").mkdir(parents=True, exist_ok=True)
+    return env
+
+
+def run_tier(tier: str, seed: int, stages: set[str], cache_root: Path, runs_root: Path) -> dict:
+    config = tier_config(tier, seed)
+    work = runs_root / tier
+    shutil.rmtree(work, ignore_errors=True)
+    env = stage_env(work)
+    runner = Runner(work, env)
+    from notifications.capture import CaptureServer
+
+    # One local SMTP capture server for the tier: digests and critical emails land in it.
+    mail = work / "mail"
+    capture = CaptureServer(mail).start()
+    env.update({"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(capture.port)})
+    env["BENCH_MAIL_DIR"] = str(mail)
+    try:
+        return _run_tier(tier, config, stages, cache_root, work, runner)
+    finally:
+        capture.stop()
+
+
+def _run_tier(
+    tier: str, config: dict, stages: set[str], cache_root: Path, work: Path, runner: Runner
+) -> dict:
+    env = runner.env
+    say(f"tier {tier}: {config['accounts']} accounts, {config['start']}..{config['end']}")
+    cache = cache_dir(cache_root, tier, config)
+
+    export = cache / "portal_export"
+    done = cache / "_done.json"
+    if done.exists():
+        sim = json.loads(done.read_text())
+        runner.figures["simulate"] = {**sim, "cached": True}
+        say(f"  simulate: cached in {cache} ({sim.get('events', 0):,} events)")
+    else:
+        shutil.rmtree(cache, ignore_errors=True)
+        cache.mkdir(parents=True)
+        args = [f"--{k}={v}" for k, v in config.items()]
+        sim = runner.stage("simulate", "simulate", *args, f"--out={export}")
+        done.write_text(json.dumps({**sim, "config": config}))
+    runner.figures["simulate"]["files_gib"] = round(
+        sum(p.stat().st_size for p in export.rglob("*") if p.is_file()) / 2**30, 3
+    )
+
+    days = sorted(p.name for p in export.iterdir() if (p / "_manifest.json").exists())
+    backfill, new_day, drop_day = days[:-2], days[-2], days[-1]
+    landing = work / "landing"
+    for day in backfill:
+        _link_day(export, landing, day)
+
+    if "references" in stages:
+        runner.stage("ref_duckdb", "ref_duckdb", f"--landing={landing}")
+        runner.stage("ref_pandas", "ref_pandas", f"--landing={landing}")
+    if "ingest" in stages:
+        runner.stage("ingest_full", "ingest", f"--days={backfill[0]}..{backfill[-1]}")
+    if "marts" in stages:
+        runner.stage("marts_full_refresh", "marts", "--full-refresh")
+    for name in ("train", "score", "rules", "digests"):
+        if name in stages:
+            runner.stage(name, name)
+    if "incremental" in stages:
+        _link_day(export, landing, new_day)
+        runner.stage("ingest_day", "ingest", f"--days={new_day}")
+        runner.stage("marts_day", "marts")
+    if "rules_10k" in stages:
+        runner.stage("rules_10k", "rules_10k")
+    if "latency" in stages:
+        from bench.latency import measure_latency
+
+        runner.figures["latency"] = measure_latency(work, env, export, drop_day)
+
+    result = {"tier": tier, "config": config, "cache": str(cache), "stages": runner.figures}
+    result["summary"] = summarise(runner.figures)
+    return result
+
+
+def summarise(f: dict) -> dict:
+    """Ratios and target checks; a figure that was not measured stays None."""
+
+    def sec(label: str) -> float | None:
+        return f.get(label, {}).get("seconds")
+
+    out: dict[str, float | bool | None] = {}
+    full = [sec("ingest_full"), sec("marts_full_refresh")]
+    full_s = sum(full) if None not in full else None
+    day = [sec("ingest_day"), sec("marts_day")]
+    day_s = sum(day) if None not in day else None
+    out["ingest_marts_full_seconds"] = round(full_s, 2) if full_s else None
+    out["ingest_marts_day_seconds"] = round(day_s, 2) if day_s else None
+    ref_d, ref_p = sec("ref_duckdb"), sec("ref_pandas")
+    out["full_vs_duckdb"] = round(full_s / ref_d, 2) if full_s and ref_d else None
+    out["pandas_vs_full"] = round(ref_p / full_s, 2) if full_s and ref_p else None
+    out["incremental_share"] = round(day_s / full_s, 3) if full_s and day_s else None
+    r10k = f.get("rules_10k", {})
+    out["rules_10k_seconds"] = (
+        max(r10k["day1_seconds"], r10k["day2_seconds"]) if "day1_seconds" in r10k else None
+    )
+    out["latency_seconds"] = f.get("latency", {}).get("seconds_to_critical_email")
+    peaks = [v.get("peak_rss_mib") for v in f.values() if v.get("peak_rss_mib")]
+    out["peak_rss_mib"] = max(peaks) if peaks else None
+    checks = {
+        "full_vs_duckdb": ("full_vs_duckdb_max", "<="),
+        "pandas_vs_full": ("pandas_vs_full_min", ">="),
+        "incremental_share": ("incremental_share_max", "<="),
+        "rules_10k_seconds": ("rules_10k_seconds_max", "<"),
+        "latency_seconds": ("latency_seconds_max", "<"),
+        "peak_rss_mib": ("peak_rss_mib_max", "<"),
+    }
+    out["meets"] = {}
+    for name, (target, op) in checks.items():
+        value = out[name]
+        if value is None:
+            out["meets"][name] = None
+        elif op == ">=":
+            out["meets"][name] = value >= TARGETS[target]
+        elif op == "<=":
+            out["meets"][name] = value <= TARGETS[target]
+        else:
+            out["meets"][name] = value < TARGETS[target]
+    return out
+
+
+STAGE_ROWS = (
+    ("simulate", "simulate (cached runs show the first run's time)"),
+    ("ref_duckdb", "reference: one DuckDB pass (daily aggregates)"),
+    ("ref_pandas", "reference: pandas (daily + 28-day rolling)"),
+    ("ingest_full", "ingest, full backfill"),
+    ("marts_full_refresh", "dbt marts, full refresh"),
+    ("train", "training (churn + expansion, MLflow)"),
+    ("score", "scoring + anomalies + segments"),
+    ("rules", "rule evaluation (pipeline accounts)"),
+    ("digests", "deliveries: digests rendered + sent to SMTP capture"),
+    ("ingest_day", "ingest, one new day"),
+    ("marts_day", "dbt marts, one incremental day"),
+    ("rules_10k", "rule evaluation, 10,000 synthetic accounts"),
+)
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "**no**"
+    if isinstance(value, float):
+        return f"{value:,.2f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def _ratio(value) -> str:
+    return "—" if value is None else f"{value:,.2f}x"
+
+
+def markdown(report: dict) -> str:
+    m = report["machine"]
+    lines = [
+        f"# Benchmark results ({report['finished_at']})",
+        "",
+        f"Machine: {m['cpu_model']}, {m['cores']} cores, {m['memory_gib']} GiB; load average at "
+        f"start {m['load_average_at_start']} (shared machine); Python {m['python']}; commit "
+        f"{m['git_commit']}.",
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()) + ".",
+        "",
+        "Wall seconds include each child process's start-up (Python and Dagster imports); peak "
+        "memory is the largest resident set of the stage's process or any child it waited for.",
+    ]
+    for tier in report["tiers"]:
+        f, s, c = tier["stages"], tier["summary"], tier["config"]
+        sim = f.get("simulate", {})
+        lines += [
+            "",
+            f"## Tier {tier['tier']}: {c['accounts']:,} accounts x "
+            f"{(dt.date.fromisoformat(c['end']) - dt.date.fromisoformat(c['start'])).days + 1} "
+            f"days ({_fmt(sim.get('events'))} events, {sim.get('files_gib', 0):.2f} GiB gzip)",
+            "",
+            "| stage | wall s | peak MiB | details |",
+            "|---|---:|---:|---|",
+        ]
+        for label, title in STAGE_ROWS:
+            if label not in f:
+                continue
+            row = f[label]
+            skip = {"seconds", "peak_rss_mib", "config", "cached"}
+            details = ", ".join(f"{k} {_fmt(v)}" for k, v in row.items() if k not in skip)
+            if row.get("cached"):
+                details += " (cached files reused)"
+            lines.append(
+                f"| {title} | {_fmt(row.get('seconds'))} | {_fmt(row.get('peak_rss_mib'))} "
+                f"| {details} |"
+            )
+        lat = f.get("latency")
+        if lat:
+            lines += ["", "Latency (landed file -> critical email, Dagster daemon running):", ""]
+            lines += [f"- {k}: {_fmt(v)}" for k, v in lat.items() if k != "timeline"]
+            for step in lat.get("timeline", []):
+                lines.append(f"  - +{step['at']:.1f}s {step['what']}")
+        meets = s["meets"]
+        lines += [
+            "",
+            "| target | measured | goal | met |",
+            "|---|---:|---:|---|",
+            f"| ingest+marts full refresh / DuckDB single pass | {_ratio(s['full_vs_duckdb'])} "
+            f"| <= 3x | {_fmt(meets['full_vs_duckdb'])} |",
+            f"| pandas / ingest+marts full refresh | {_ratio(s['pandas_vs_full'])} | >= 5x "
+            f"| {_fmt(meets['pandas_vs_full'])} |",
+            f"| one incremental day / full refresh | {_fmt(s['incremental_share'])} | <= 0.10 "
+            f"| {_fmt(meets['incremental_share'])} |",
+            f"| rule evaluation, 10,000 accounts (s) | {_fmt(s['rules_10k_seconds'])} | < 1 "
+            f"| {_fmt(meets['rules_10k_seconds'])} |",
+            f"| landed file -> critical email (s) | {_fmt(s['latency_seconds'])} | < 30 "
+            f"| {_fmt(meets['latency_seconds'])} |",
+            f"| peak memory of any stage (MiB) | {_fmt(s['peak_rss_mib'])} | < 4,096 "
+            f"| {_fmt(meets['peak_rss_mib'])} |",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tiers", default="small", help=f"comma list of {', '.join(TIERS)}")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--stages", default=",".join(DEFAULT_STAGES), help="comma list of " + ", ".join(ALL_STAGES)
+    )
+    parser.add_argument("--cache", type=Path, default=REPO / "data" / "bench_cache")
+    parser.add_argument("--work", type=Path, default=REPO / "data" / "bench_runs")
+    args = parser.parse_args(argv)
+    tiers = [t.strip() for t in args.tiers.split(",") if t.strip()]
+    unknown = [t for t in tiers if t not in TIERS]
+    stages = {s.strip() for s in args.stages.split(",") if s.strip()}
+    if unknown or stages - set(ALL_STAGES):
+        parser.error(
+            f"unknown tier(s) {unknown} or stage(s) {sorted(stages - set(ALL_STAGES))}; "
+            f"tiers: {', '.join(TIERS)}; stages: {', '.join(ALL_STAGES)}"
+        )
+    report = {"machine": machine(), "started_at": dt.datetime.now(dt.UTC).isoformat(), "tiers": []}
+    for tier in tiers:
+        report["tiers"].append(run_tier(tier, args.seed, stages, args.cache, args.work))
+    report["finished_at"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    report["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    args.out.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(report, indent=2, default=str)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    (args.out / "latest.json").write_text(text)
+    (args.out / f"results-{stamp}.json").write_text(text)
+    (args.out / "latest.md").write_text(markdown(report))
+    say(f"wrote {args.out / 'latest.json'} and {args.out / 'latest.md'}")
+    print(markdown(report))
+    return 0

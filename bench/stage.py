@@ -1,0 +1,195 @@
+"""One benchmark stage in its own process, so the parent can read its wall time and peak memory.
+
+Run by bench.run as `python -m bench.stage <stage> --work DIR [--days ...]`; the environment
+(EA_*, DUCKDB_DATABASE, MLFLOW_TRACKING_URI, DAGSTER_HOME, SMTP_*) is set by the parent. The
+last stdout line is a JSON object with the stage's own figures (rows, events, ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+def _pipeline():
+    """The project's definitions plus two bench-only asset jobs (scoring, rule evaluation)."""
+    import dagster as dg
+
+    from orchestration.definitions import defs
+    from orchestration.demo import Demo
+
+    extra = dg.Definitions(
+        jobs=[
+            dg.define_asset_job(
+                "bench_scoring_job",
+                selection=dg.AssetSelection.assets(
+                    ["ml", "account_scores"], ["ml", "anomalies"], ["ml", "segments"]
+                ),
+            ),
+            dg.define_asset_job(
+                "bench_rules_job", selection=dg.AssetSelection.assets(["alerts", "alerts"])
+            ),
+        ]
+    )
+    merged = dg.Definitions.merge(defs, extra)
+    return Demo(merged, dg.DagsterInstance.get())
+
+
+def _execute(demo, job_name: str, ops_config: dict) -> None:
+    """Like Demo.run, with op config (Demo.run has no way to pass it)."""
+    job = demo.defs.resolve_job_def(job_name)
+    result = job.execute_in_process(
+        run_config={**QUIET, "ops": ops_config}, instance=demo.instance, raise_on_error=False
+    )
+    if not result.success:
+        failures = [
+            f"{e.step_key}: {e.event_specific_data.error.message.strip()[:800]}"
+            for e in result.all_events
+            if e.is_step_failure and e.event_specific_data and e.event_specific_data.error
+        ]
+        raise SystemExit(f"{job_name} failed:\n" + "\n".join(failures))
+
+
+def _days(text: str) -> list[dt.date]:
+    first, _, last = text.partition("..")
+    start, end = dt.date.fromisoformat(first), dt.date.fromisoformat(last or first)
+    return [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
+
+
+def _landed(days: list[dt.date]) -> list[dt.date]:
+    landing = Path(os.environ["EA_LANDING_DIR"])
+    return [d for d in days if (landing / d.isoformat() / "_manifest.json").exists()]
+
+
+def _count(sql: str) -> int:
+    import duckdb
+
+    con = duckdb.connect(os.environ["DUCKDB_DATABASE"], read_only=True)
+    try:
+        return int(con.execute(sql).fetchone()[0])
+    finally:
+        con.close()
+
+
+def simulate(args) -> dict:
+    from simulator import SimConfig, simulate
+
+    cfg = SimConfig(
+        accounts=args.accounts,
+        start=dt.date.fromisoformat(args.start),
+        end=dt.date.fromisoformat(args.end),
+        seed=args.seed,
+    )
+    summary = simulate(cfg, Path(args.out))
+    return {"events": summary.events_written, "users": summary.users}
+
+
+def ingest(args) -> dict:
+    days = _landed(_days(args.days))
+    _pipeline().ingest(days)
+    return {
+        "days": len(days),
+        "raw_events": _count("select count(*) from raw.events"),
+    }
+
+
+def marts(args) -> dict:
+    config = {"full_refresh": bool(args.full_refresh)}
+    _execute(_pipeline(), "marts_job", {"marts_dbt": {"config": config}})
+    return {
+        "account_days": _count("select count(*) from marts.fct_account_daily_engagement"),
+        "health_rows": _count("select count(*) from marts.account_health"),
+    }
+
+
+def train(args) -> dict:
+    _pipeline().run("training_job")
+    return {"training_rows": _count("select count(*) from marts.ml_features")}
+
+
+def score(args) -> dict:
+    _pipeline().run("bench_scoring_job")
+    return {"scores": _count("select count(*) from ml.account_scores")}
+
+
+def rules(args) -> dict:
+    _pipeline().run("bench_rules_job")
+    return {"alerts": _count("select count(*) from alerts.alerts")}
+
+
+def digests(args) -> dict:
+    _pipeline().run("deliveries_job")
+    mail = Path(os.environ["EA_DATA_DIR"]) / "mail"
+    return {"emails_captured": len(list(mail.glob("*.eml")))}
+
+
+def rules_10k(args) -> dict:
+    """bench/rules_10k.py (the alerts engineer's) on 10,000 synthetic accounts, two days."""
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.rules_10k", "--accounts", "10000"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    seconds = [float(s) for s in re.findall(r"seconds=([0-9.]+)", out)]
+    if len(seconds) != 2:
+        raise SystemExit(f"bench.rules_10k printed no timings:\n{out}")
+    return {"day1_seconds": seconds[0], "day2_seconds": seconds[1]}
+
+
+def ref_duckdb(args) -> dict:
+    from bench.references import duckdb_single_pass
+
+    return {"rows": duckdb_single_pass(Path(args.landing))}
+
+
+def ref_pandas(args) -> dict:
+    from bench.references import pandas_daily
+
+    return {"rows": pandas_daily(Path(args.landing))}
+
+
+STAGES = {
+    "simulate": simulate,
+    "ingest": ingest,
+    "marts": marts,
+    "train": train,
+    "score": score,
+    "rules": rules,
+    "digests": digests,
+    "rules_10k": rules_10k,
+    "ref_duckdb": ref_duckdb,
+    "ref_pandas": ref_pandas,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("stage", choices=sorted(STAGES))
+    parser.add_argument("--days", default="", help="first..last landing day (ingest)")
+    parser.add_argument("--full-refresh", action="store_true")
+    parser.add_argument("--landing", default="")
+    parser.add_argument("--out", default="")
+    parser.add_argument("--accounts", type=int, default=0)
+    parser.add_argument("--start", default="")
+    parser.add_argument("--end", default="")
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    figures = STAGES[args.stage](args)
+    figures["inner_seconds"] = round(time.perf_counter() - started, 3)
+    print(json.dumps(figures), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

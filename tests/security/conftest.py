@@ -1,0 +1,86 @@
+"""Fixtures for the security tests: a small warehouse with people, alerts and an outbox."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from notifications.content import ContentConfig
+from notifications.digest import build_digests
+from notifications.outbox import enqueue
+from notifications.schema import ensure_schema as ensure_ops_schema
+from notifications.testing.sample import ROUTING, load_sample
+
+REPO = Path(__file__).resolve().parents[2]
+TEMPLATES = REPO / "config" / "templates" / "email"
+DAY = dt.date(2025, 3, 4)
+NOW = dt.datetime(2025, 3, 4, 7, 0)
+SALT = "test-salt-not-secret"
+
+
+def add_raw_rows(con) -> None:
+    """Events, quarantine lines and health rows mentioning the sample's users and accounts."""
+    con.execute(
+        """
+        create or replace table raw.events as
+        select 'm' || i as message_id, account_id, user_id, 'Document Viewed' as event_name,
+               timestamp '2025-03-03 10:00:00' as event_at, date '2025-03-03' as event_date,
+               json_object('note', 'by ' || user_id) as properties
+        from raw.users, range(3) t(i)
+        """
+    )
+    con.execute(
+        """
+        create or replace table raw.quarantine as
+        select 'events' as source, date '2025-03-03' as landing_date, 'f.jsonl' as source_file,
+               row_number() over () as source_line, 'unknown_event' as reason, '' as detail,
+               json_object('userId', user_id, 'groupId', account_id, 'event', 'Oops')::varchar
+                   as raw_record
+        from raw.users
+        """
+    )
+    con.execute(
+        """
+        create schema if not exists marts;
+        create or replace table marts.account_health as
+        select account_id, date '2025-03-04' as as_of_date, csm_email, manager_email,
+               70.0 as health_score
+        from marts.dim_accounts
+        """
+    )
+
+
+@pytest.fixture()
+def world(tmp_path) -> Path:
+    path = tmp_path / "warehouse.duckdb"
+    con = duckdb.connect(str(path))
+    load_sample(con, DAY)
+    add_raw_rows(con)
+    ensure_ops_schema(con)
+    enqueue(con, build_digests(con, DAY, TEMPLATES, ContentConfig(routing=ROUTING), NOW), NOW)
+    con.close()
+    return path
+
+
+def all_text(path: Path) -> str:
+    """Every text value of every table in the file, one big string (for 'appears nowhere')."""
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        cols = con.execute(
+            """
+            select c.table_schema, c.table_name, c.column_name from information_schema.columns c
+            join information_schema.tables t using (table_schema, table_name)
+            where t.table_type = 'BASE TABLE' and c.data_type in ('VARCHAR', 'JSON')
+            """
+        ).fetchall()
+        chunks = []
+        for schema, table, column in cols:
+            rows = con.execute(f'select "{column}" from "{schema}"."{table}"').fetchall()
+            chunks.extend(str(r[0]) for r in rows if r[0] is not None)
+        return json.dumps(chunks)
+    finally:
+        con.close()

@@ -1,0 +1,140 @@
+"""The `analytics` schema: curated views over marts, scores, alerts and deliveries, PII masked."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+ANALYTICS_SCHEMA = "analytics"
+
+# Emails become a stable pseudonym (so analysts can still group by owner) that keeps only the
+# domain readable. It is an unsalted digest: fine against casual reading, not against someone
+# who already holds a list of candidate addresses (docs/security.md says so).
+_MASK_MACRO = f"""
+create or replace macro {ANALYTICS_SCHEMA}.mask_email(e) as
+    case when e is null or trim(e) = '' then null
+         else 'user_' || left(md5(lower(trim(e))), 12) || '@' || split_part(trim(e), '@', 2) end
+"""
+# Free text (explanations, errors, actors) can quote an address; replace any we find.
+_EMAIL_RE = r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}"
+
+
+@dataclass(frozen=True)
+class ViewSpec:
+    """One analytics view: its source table, columns left out, free-text columns scrubbed."""
+
+    name: str
+    source: str
+    drop: tuple[str, ...] = ()
+    scrub: tuple[str, ...] = ()
+    description: str = ""
+
+
+VIEWS: tuple[ViewSpec, ...] = (
+    ViewSpec(
+        "accounts",
+        "marts.dim_accounts",
+        drop=("csm_name", "manager_name"),
+        description="one row per account, current attributes",
+    ),
+    ViewSpec(
+        "account_daily_engagement",
+        "marts.fct_account_daily_engagement",
+        description="one row per account and day of activity measures",
+    ),
+    ViewSpec(
+        "account_health",
+        "marts.account_health",
+        description="daily rolling windows, trends and the 0-100 health score",
+    ),
+    ViewSpec("feature_adoption", "marts.feature_adoption", description="feature use per account"),
+    ViewSpec("data_freshness", "marts.data_freshness", description="which days have landed"),
+    ViewSpec(
+        "account_scores",
+        "ml.account_scores",
+        description="churn and expansion probabilities with their top drivers",
+    ),
+    ViewSpec("anomalies", "ml.anomalies", description="flagged daily metric anomalies"),
+    ViewSpec("segments", "ml.segments", description="behavioural segment per account"),
+    ViewSpec(
+        "alerts",
+        "alerts.alerts",
+        scrub=("explanation", "recommendation_text", "resolution_reason", "title"),
+        description="every alert episode with status, priority and explanation",
+    ),
+    ViewSpec(
+        "alert_history",
+        "alerts.audit_log",
+        scrub=("actor", "reason", "details_json"),
+        description="append-only lifecycle events of alerts",
+    ),
+    ViewSpec(
+        "deliveries",
+        "ops.outbox",
+        # The rendered message and its subject name people; analysts get the delivery facts.
+        drop=("payload_json", "subject", "idempotency_key"),
+        scrub=("last_error",),
+        description="one row per email / CRM task with its delivery status (no message bodies)",
+    ),
+)
+
+
+def _columns(con, source: str) -> list[str] | None:
+    schema, table = source.split(".")
+    rows = con.execute(
+        "select column_name from information_schema.columns "
+        "where table_schema = ? and table_name = ? order by ordinal_position",
+        [schema, table],
+    ).fetchall()
+    return [r[0] for r in rows] or None
+
+
+def _select(spec: ViewSpec, columns: list[str]) -> str:
+    parts = []
+    for col in columns:
+        if col in spec.drop:
+            continue
+        quoted = f'"{col}"'
+        if col.endswith("email") or col == "recipient":
+            parts.append(f"{ANALYTICS_SCHEMA}.mask_email({quoted}) as {quoted}")
+        elif col in spec.scrub:
+            parts.append(
+                f"regexp_replace(cast({quoted} as varchar), '{_EMAIL_RE}', '[email]', 'g') "
+                f"as {quoted}"
+            )
+        else:
+            parts.append(quoted)
+    return ",\n    ".join(parts)
+
+
+def create_analytics_views(con) -> dict[str, list[str]]:
+    """Create or refresh every analytics view whose source table exists.
+
+    Returns ``{"created": [view names], "skipped": [source tables not built yet]}``. Views select
+    from the live tables, so they never go stale between refreshes; a refresh is only needed when
+    a source table gains or loses columns. Re-running is harmless.
+    """
+    con.execute(f"create schema if not exists {ANALYTICS_SCHEMA}")
+    con.execute(_MASK_MACRO)
+    created, skipped = [], []
+    for spec in VIEWS:
+        columns = _columns(con, spec.source)
+        if columns is None:
+            con.execute(f"drop view if exists {ANALYTICS_SCHEMA}.{spec.name}")
+            skipped.append(spec.source)
+            continue
+        con.execute(
+            f"create or replace view {ANALYTICS_SCHEMA}.{spec.name} as\n"
+            f"select\n    {_select(spec, columns)}\nfrom {spec.source}"
+        )
+        if spec.description:
+            con.execute(
+                f"comment on view {ANALYTICS_SCHEMA}.{spec.name} is "
+                f"'{spec.description} (from {spec.source}; emails masked)'"
+            )
+        created.append(spec.name)
+    return {"created": created, "skipped": skipped}
+
+
+def mask_email(con, email: str | None) -> str | None:
+    """The masked form an analytics view shows for `email` (same macro, for tests and docs)."""
+    return con.execute(f"select {ANALYTICS_SCHEMA}.mask_email(?)", [email]).fetchone()[0]

@@ -120,7 +120,8 @@ def _erase(con, kind: str, ids: dict[str, list[str]], terms: list[str], result: 
             # Unsent messages that mention them go; sent ones stay as a record, redacted below.
             conds = [f"({' or '.join(conds)})"] if conds else []
             text = " or ".join(
-                f"regexp_matches(coalesce(\"{c}\", ''), ?)" for c in _text_columns(columns)
+                f"regexp_matches(coalesce(cast(\"{c}\" as varchar), ''), ?)"
+                for c in _text_columns(columns)
             )
             where = " or ".join([*conds, f"({text})"])
             sql = f"status in {UNSENT} and ({where})"
@@ -137,7 +138,7 @@ def _erase(con, kind: str, ids: dict[str, list[str]], terms: list[str], result: 
             conds = []
         if (schema, table) in _DELETE_ON_MENTION:
             for col in _text_columns(columns):
-                conds.append(f"regexp_matches(coalesce(\"{col}\", ''), ?)")
+                conds.append(f"regexp_matches(coalesce(cast(\"{col}\" as varchar), ''), ?)")
                 params.append(pattern)
         if not conds:
             continue
@@ -152,14 +153,17 @@ def _erase(con, kind: str, ids: dict[str, list[str]], terms: list[str], result: 
         texts = _text_columns(columns)
         if not texts:
             continue
-        hits = " or ".join(f"regexp_matches(coalesce(\"{c}\", ''), ?)" for c in texts)
+        hits = " or ".join(
+            f"regexp_matches(coalesce(cast(\"{c}\" as varchar), ''), ?)" for c in texts
+        )
         n = con.execute(
             f"select count(*) from {_q(schema, table)} where {hits}", [pattern] * len(texts)
         ).fetchone()[0]
         if not n:
             continue
         sets = ", ".join(
-            f"\"{c}\" = regexp_replace(\"{c}\", ?, '\\1{REDACTED}\\3', 'g')" for c in texts
+            f"\"{c}\" = regexp_replace(cast(\"{c}\" as varchar), ?, '\\1{REDACTED}\\3', 'g')"
+            for c in texts
         )
         # regexp_replace cannot overlap matches ("a a"): repeat until nothing is left.
         for _ in range(5):

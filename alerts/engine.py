@@ -316,30 +316,32 @@ def evaluate(
     con.execute("begin transaction")
     try:
         _evaluate_in_transaction(con, ruleset, routing, as_of, at, env, result)
+        # The run record commits with the alerts it describes: a process killed after the commit
+        # must not leave alerts without their run row (a re-run would then count differently).
+        result.seconds = round(time.perf_counter() - started, 3)
+        con.execute(
+            "insert or replace into alerts.evaluation_runs "
+            "values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                as_of,
+                dt.datetime.now(dt.UTC).replace(tzinfo=None),
+                result.accounts_evaluated,
+                result.accounts_gated,
+                result.new_alerts,
+                result.continued_alerts,
+                result.resolved_alerts,
+                result.expired_alerts,
+                result.suppressed_cooldown,
+                result.suppressed_snooze,
+                result.escalations,
+                sum(result.budget_overflow.values()),
+                result.seconds,
+            ],
+        )
         con.execute("commit")
     except Exception:
         con.execute("rollback")
         raise
-    result.seconds = round(time.perf_counter() - started, 3)
-    con.execute(
-        "insert or replace into alerts.evaluation_runs "
-        "values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            as_of,
-            dt.datetime.now(dt.UTC).replace(tzinfo=None),
-            result.accounts_evaluated,
-            result.accounts_gated,
-            result.new_alerts,
-            result.continued_alerts,
-            result.resolved_alerts,
-            result.expired_alerts,
-            result.suppressed_cooldown,
-            result.suppressed_snooze,
-            result.escalations,
-            sum(result.budget_overflow.values()),
-            result.seconds,
-        ],
-    )
     return result
 
 

@@ -101,3 +101,36 @@ def test_health_config_errors_name_the_file_to_fix(tmp_path):
     (tmp_path / "health_score.yml").write_text("tiers: {}\n")
     with pytest.raises(dg.Failure, match="`components` section"):
         marts.load_health_config(tmp_path)
+
+
+@pytest.mark.slow
+def test_weights_that_do_not_add_up_fail_dbt_with_a_message_naming_the_file(tmp_path):
+    import os
+    import subprocess
+
+    marts = marts_module()
+    health = marts.load_health_config(REPO / "config")
+    health["components"]["seat_utilisation"]["weight"] = 50
+    result = subprocess.run(
+        [
+            marts.DBT_EXECUTABLE,
+            "compile",
+            "--select",
+            "account_health",
+            "--vars",
+            json.dumps({"health_score": health}),
+            "--project-dir",
+            str(marts.DBT_DIR),
+            "--profiles-dir",
+            str(marts.DBT_DIR),
+            "--target-path",
+            str(tmp_path / "target"),
+        ],
+        env={**os.environ, "DUCKDB_DATABASE": str(tmp_path / "unused.duckdb")},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "add up to 120, not 100" in result.stdout
+    assert "config/health_score.yml" in result.stdout

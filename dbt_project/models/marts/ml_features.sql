@@ -37,14 +37,29 @@ run_date as (
 
 ),
 
+churns as (
+
+    select
+        account_id,
+        min(effective_date) as churned_date
+    from outcomes
+    where outcome = 'churned'
+    group by account_id
+
+),
+
 grid as (
 
     select health.*
     from health
     cross join run_date
-    -- rows after the run's as-of date (left by a later run) are not part of this run's frame
+    left join churns
+        on health.account_id = churns.account_id
+    -- rows after the run's as-of date (left by a later run) are not part of this run's frame,
+    -- and an account that has churned is no longer a customer to predict for
     where
         health.as_of_date <= run_date.run_as_of_date
+        and (churns.churned_date is null or health.as_of_date < churns.churned_date)
         and (
             health.as_of_date = cast({{ dbt.date_trunc('week', 'health.as_of_date') }} as date)
             or health.as_of_date = run_date.run_as_of_date

@@ -14,7 +14,7 @@ from alerts.backtest import backtest
 from alerts.engine import EvaluationError, evaluate
 from alerts.lifecycle import TransitionError, escalate_overdue, snooze, transition
 from alerts.rules import RulesFileError, columns_from_connection, load_routing, load_rules
-from alerts.schema import ensure_schema
+from alerts.schema import FEEDBACK, ensure_schema
 
 
 def _date(text: str) -> dt.date:
@@ -49,6 +49,13 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("alert_id")
         sp.add_argument("--as", dest="actor", required=True)
         sp.add_argument("--reason", required=name == "resolve", default=None)
+        if name == "resolve":
+            sp.add_argument(
+                "--feedback",
+                choices=FEEDBACK,
+                default=None,
+                help="was the alert worth it: useful, not_useful, saved (account kept), lost",
+            )
     sn = sub.add_parser("snooze", help="hide an alert and its repeats until a date")
     sn.add_argument("alert_id")
     sn.add_argument("--until", type=_date, required=True)
@@ -178,7 +185,9 @@ def _run(con, args, config: Path) -> int:
     if cmd == "ack":
         out = transition(con, args.alert_id, "acknowledged", args.actor, args.reason)
     elif cmd == "resolve":
-        out = transition(con, args.alert_id, "resolved", args.actor, args.reason)
+        out = transition(
+            con, args.alert_id, "resolved", args.actor, args.reason, feedback=args.feedback
+        )
     else:
         snooze(con, args.alert_id, args.until, args.actor, args.reason)
         out = {"alert_id": args.alert_id, "to_status": f"snoozed until {args.until}"}

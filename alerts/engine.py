@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from alerts.holdout import mark_holdout
 from alerts.lifecycle import audit_many, escalate_overdue
 from alerts.rules import Routing, Rule, RuleSet, columns_from_connection, template_env
 from alerts.schema import ensure_schema
@@ -626,6 +627,8 @@ def _apply(con, ruleset: RuleSet, routing: Routing, as_of, at, result: Evaluatio
         """,
         {"d": as_of, "at": at},
     )
+    # Control group: recorded like any alert, never delivered (notifications skips is_holdout).
+    mark_holdout(con, routing.holdout, as_of)
     raised = [a for (a,) in con.execute("select new_alert_id from _ea_raise").fetchall()]
     details = json.dumps({"as_of": str(as_of)})
     audit_many(

@@ -6,7 +6,7 @@ import datetime as dt
 import hashlib
 import json
 
-from alerts.schema import STATUSES, ensure_schema
+from alerts.schema import FEEDBACK, STATUSES, ensure_schema
 
 # Which moves a person or a connector may make; `open` is only ever entered by the engine.
 ALLOWED_MOVES = {
@@ -82,8 +82,12 @@ def transition(
     actor: str,
     reason: str | None = None,
     at: dt.datetime | None = None,
+    feedback: str | None = None,
 ) -> dict:
     """Move an alert to `to_status` (acknowledged | resolved | expired) and audit the change.
+
+    `feedback` (resolving only; one of FEEDBACK) records whether the alert helped; the outcome
+    marts use it for precision (a save counts as a true positive) and fatigue (not useful).
 
     Idempotent: asking for the status the alert already has is a no-op (nothing is audited twice).
     Raises TransitionError naming the alert for an unknown alert or a move the lifecycle forbids.
@@ -96,6 +100,11 @@ def transition(
         )
     if to_status == "resolved" and not (reason and reason.strip()):
         raise TransitionError(f"resolving alert {alert_id!r} needs a resolution reason")
+    if feedback is not None and (feedback not in FEEDBACK or to_status != "resolved"):
+        raise TransitionError(
+            f"feedback {feedback!r} for alert {alert_id!r}: give one of {list(FEEDBACK)} "
+            "when resolving"
+        )
     ensure_schema(con)
     at = _as_naive_utc(at)
     rows = con.execute("select status from alerts.alerts where alert_id = ?", [alert_id]).fetchall()
@@ -123,12 +132,14 @@ def transition(
             resolved_at = case when ? in ('resolved', 'expired') then ? else resolved_at end,
             resolution_reason = case when ? in ('resolved', 'expired') then ?
                                      else resolution_reason end,
+            feedback = coalesce(?, feedback),
             updated_at = ?
         where alert_id = ?
         """,
-        [to_status, to_status, at, to_status, at, to_status, reason, at, alert_id],
+        [to_status, to_status, at, to_status, at, to_status, reason, feedback, at, alert_id],
     )
-    audit(con, alert_id, to_status, current, to_status, actor, reason, at)
+    details = {"feedback": feedback} if feedback else None
+    audit(con, alert_id, to_status, current, to_status, actor, reason, at, details)
     return {"alert_id": alert_id, "from_status": current, "to_status": to_status, "changed": True}
 
 

@@ -12,6 +12,7 @@ from jinja2 import StrictUndefined, TemplateSyntaxError
 from jinja2.sandbox import SandboxedEnvironment
 
 from alerts.expr import Compiled, ConditionError, compile_condition
+from alerts.holdout import Holdout
 from alerts.schema import ACTIONS, ALERT_TYPES, SEVERITIES
 
 # Columns the rules may use beyond the health mart: the day's model scores and anomalies.
@@ -133,6 +134,7 @@ class Routing:
     daily_budget_per_owner: int
     budget_exempt_severities: list[str]
     routes: list[dict] = field(default_factory=list)
+    holdout: Holdout = field(default_factory=Holdout)
 
     def role_of(self, email: str) -> str:
         email = email.lower()
@@ -405,6 +407,7 @@ def parse_routing(doc: object, source: str = "routing.yml") -> Routing:
         "daily_budget_per_owner",
         "budget_exempt_severities",
         "routes",
+        "holdout",
     }
     if set(doc) - allowed:
         problems.append(f"unknown keys {sorted(set(doc) - allowed)}; allowed: {sorted(allowed)}")
@@ -443,9 +446,11 @@ def parse_routing(doc: object, source: str = "routing.yml") -> Routing:
                 problems.append(
                     f"routes #{i}: {key} {val!r} must be one of {list(ROUTE_TARGETS)} or an email"
                 )
+    holdout = _parse_holdout(doc.get("holdout"), problems)
     if problems:
         raise RulesFileError(source, problems)
     return Routing(
+        holdout=holdout,
         data_team=emails["data_team"],
         unassigned_owner=emails["unassigned_owner"],
         default_escalation=emails["default_escalation"],
@@ -468,3 +473,24 @@ def load_routing(path: Path) -> Routing:
     except yaml.YAMLError as exc:
         raise RulesFileError(str(path), [f"not valid YAML: {exc}"]) from exc
     return parse_routing(doc, str(path))
+
+
+def _parse_holdout(doc: object, problems: list[str]) -> Holdout:
+    """`holdout: {enabled: bool, share: 0 < x < 0.5, salt: text}`; absent = off."""
+    if doc is None:
+        return Holdout()
+    if not isinstance(doc, dict) or set(doc) - {"enabled", "share", "salt"}:
+        problems.append("holdout: must be a mapping with keys enabled, share, salt")
+        return Holdout()
+    enabled = doc.get("enabled", False)
+    share = doc.get("share", Holdout.share)
+    salt = doc.get("salt", Holdout.salt)
+    if not isinstance(enabled, bool):
+        problems.append(f"holdout.enabled: must be true or false, got {enabled!r}")
+    if isinstance(share, bool) or not isinstance(share, int | float) or not 0 < share < 0.5:
+        problems.append(f"holdout.share: must be a fraction between 0 and 0.5, got {share!r}")
+        share = Holdout.share
+    if not isinstance(salt, str) or not salt:
+        problems.append("holdout.salt: must be non-empty text (changing it reshuffles the groups)")
+        salt = Holdout.salt
+    return Holdout(enabled=enabled is True, share=float(share), salt=salt)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 STATUSES = ("open", "acknowledged", "resolved", "expired")
+# What a person says when resolving: used as labels and for precision / fatigue KPIs.
+FEEDBACK = ("useful", "not_useful", "saved", "lost")
 SEVERITIES = ("critical", "high", "medium", "low")
 ALERT_TYPES = (
     "churn_risk",
@@ -57,6 +59,9 @@ _DDL = [
         updated_at timestamp not null
     )
     """,
+    # Added for the control group (issue 9); older warehouses get the column on the next run.
+    "alter table alerts.alerts add column if not exists is_holdout boolean default false",
+    "alter table alerts.alerts add column if not exists feedback string",
     """
     create table if not exists alerts.audit_log (
         event_id string primary key,

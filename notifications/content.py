@@ -383,7 +383,7 @@ def card(
 
 
 def active_alerts(con, as_of: dt.date | None = None) -> list[dict[str, Any]]:
-    """Open and acknowledged alerts (not snoozed on `as_of`) with the account's CSM, manager."""
+    """Open and acknowledged alerts (not snoozed on `as_of`, not held out) with CSM, manager."""
     _require(con, "alerts.alerts", "the alerts assets (alerts.alerts)")
     _require(con, "marts.dim_accounts", "the dbt marts (marts.dim_accounts)")
     cur = con.execute(
@@ -394,6 +394,7 @@ def active_alerts(con, as_of: dt.date | None = None) -> list[dict[str, Any]]:
         from alerts.alerts a left join marts.dim_accounts d using (account_id)
         where a.status in ('open', 'acknowledged')
           and (a.snoozed_until is null or a.snoozed_until < $as_of)
+          and not coalesce(a.is_holdout, false)
         """,
         {"as_of": as_of or dt.date.today()},
     )

@@ -71,8 +71,23 @@ def _prepare_manifest(project: DbtProject) -> None:
         )
 
 
+def _manifest_is_stale(project: DbtProject) -> bool:
+    """No manifest yet, or a project file changed after it was written (a fresh clone, an edit)."""
+    manifest = project.manifest_path
+    if not manifest.exists():
+        return True
+    written = manifest.stat().st_mtime
+    sources = [DBT_DIR / "dbt_project.yml"] + [
+        path
+        for folder in ("models", "macros", "seeds", "tests")
+        for path in (DBT_DIR / folder).rglob("*")
+        if path.is_file()
+    ]
+    return any(path.stat().st_mtime > written for path in sources)
+
+
 dbt_project = DbtProject(project_dir=DBT_DIR, profiles_dir=DBT_DIR)
-if not dbt_project.manifest_path.exists():
+if _manifest_is_stale(dbt_project):
     _prepare_manifest(dbt_project)
 else:
     dbt_project.prepare_if_dev()
@@ -235,10 +250,16 @@ def _mart_metadata(con, as_of: dt.date) -> dict[str, dict[str, Any]]:
     return out
 
 
+# This stage owns these folders; other stages may add their own folders (and @dbt_assets) to the
+# same project, built when their inputs exist.
+MARTS_SELECTION = "path:seeds path:models/staging path:models/intermediate path:models/marts"
+
+
 @dbt_assets(
     manifest=dbt_project.manifest_path,
     project=dbt_project,
     name="marts_dbt",
+    select=MARTS_SELECTION,
     dagster_dbt_translator=MartsTranslator(
         settings=DagsterDbtTranslatorSettings(enable_asset_checks=True)
     ),

@@ -19,6 +19,8 @@ def test_dbt_assets_use_schema_keys_and_raw_sources():
         assert f"marts/{name}" in keys
     assert "marts/feature_catalog" in keys
     assert {k.split("/")[0] for k in keys} == {"staging", "intermediate", "marts"}
+    # only this stage's folders: other stages' dbt models are built by their own assets
+    assert all(k.startswith("staging/stg_raw__") for k in keys if k.startswith("staging/"))
     upstream = {k.to_user_string() for k in marts.marts_dbt.dependency_keys} - keys
     assert {"raw/events", "raw/accounts", "raw/users", "raw/outcomes"} <= upstream
     assert set(marts.marts_dbt.group_names_by_key.values()) == {"staging", "intermediate", "marts"}

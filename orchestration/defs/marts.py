@@ -280,7 +280,12 @@ def marts_dbt(
     if first_landed is None:
         raise dg.Failure("raw.landed_partitions has no events day: run the ingestion assets first.")
     window = build_window(as_of, first_landed, latest_built, config.full_refresh)
-    args = dbt_build_args(window, dbt_vars(as_of, window, first_landed, health))
+    variables = dbt_vars(as_of, window, first_landed, health)
+    if not config.as_of_date:
+        # dbt's own default is the same day (latest landed); leaving the var out keeps --vars
+        # identical from day to day, so dbt can parse partially instead of from scratch.
+        variables.pop("as_of_date")
+    args = dbt_build_args(window, variables)
     context.log.info(f"dbt {' '.join(args)}")
     started = time.perf_counter()
     # Buffer dbt's events: the row counts below need the database after dbt has let go of it.

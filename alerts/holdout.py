@@ -53,25 +53,6 @@ def mark_holdout(con, holdout: Holdout, raised_on) -> int:
         params,
     )
     return con.execute(
-        "select count(*) from alerts.alerts where first_raised_on = $d and is_holdout", params
+        "select count(*) from alerts.alerts where first_raised_on = $d and is_holdout",
+        {"d": raised_on},
     ).fetchall()[0][0]
-
-
-def holdout_groups(con, holdout: Holdout, accounts_sql: str) -> None:
-    """Write alerts.holdout_accounts (account_id, in_holdout_group, salt, share) for the accounts
-    `accounts_sql` selects, whether or not the holdout is enabled (uplift needs both groups).
-    """
-    con.execute(
-        f"""
-        create or replace table alerts.holdout_accounts as
-        select account_id, {holdout_sql()} as in_holdout_group,
-               cast($holdout_enabled as boolean) as is_holdout_enabled,
-               cast($holdout_salt as string) as salt, cast($holdout_share as double) as share
-        from ({accounts_sql}) where account_id is not null
-        """,
-        {
-            "holdout_salt": holdout.salt,
-            "holdout_share": holdout.share,
-            "holdout_enabled": holdout.enabled,
-        },
-    )

@@ -1,0 +1,91 @@
+{#-
+    Alert KPIs per week of raising, sliced five ways: overall, by rule, alert type, severity,
+    CSM and team (manager). Each KPI is defined here once; descriptions in _outcomes.yml.
+-#}
+
+with
+
+outcomes as (
+
+    select * from {{ ref('alert_outcomes') }}
+
+),
+
+sliced as (
+
+    select 'overall' as dimension, 'all' as dimension_value, * from outcomes
+    union all
+    select 'rule' as dimension, rule_id as dimension_value, * from outcomes
+    union all
+    select 'alert_type' as dimension, alert_type as dimension_value, * from outcomes
+    union all
+    select 'severity' as dimension, severity as dimension_value, * from outcomes
+    union all
+    select
+        'csm' as dimension, coalesce(csm_email, 'unassigned') as dimension_value, *
+    from outcomes
+    union all
+    select
+        'team' as dimension,
+        coalesce(team_manager_email, 'unassigned') as dimension_value,
+        *
+    from outcomes
+
+),
+
+aggregated as (
+
+    select
+        raised_week as week_start,
+        dimension,
+        dimension_value,
+        cast(count(*) as bigint) as alerts_raised,
+        cast(count(distinct csm_email) as bigint) as csms,
+        cast(count(distinct account_id) as bigint) as accounts_alerted,
+        cast(count_if(is_holdout) as bigint) as holdout_alerts,
+        -- quality
+        cast(count_if(is_risk_alert and is_outcome_known) as bigint) as risk_alerts_judged,
+        cast(count_if(is_risk_alert and is_outcome_known and is_true_positive) as bigint)
+            as risk_true_positives,
+        cast(count_if(is_risk_alert and is_outcome_known and not is_true_positive) as bigint)
+            as risk_false_alarms,
+        cast(count_if(severity = 'critical' and not is_holdout) as bigint) as critical_alerts,
+        cast(count_if(severity = 'critical' and not is_holdout and not is_critical_delivered)
+            as bigint) as critical_not_delivered,
+        -- responsiveness
+        median(hours_to_first_action) as median_hours_to_first_action,
+        median(hours_to_resolution) as median_hours_to_resolution,
+        cast(count_if(sla_status = 'met') as bigint) as sla_met,
+        cast(count_if(sla_status in ('met', 'missed')) as bigint) as sla_decided,
+        -- impact
+        cast(sum(arr_at_stake) as double) as arr_at_stake,
+        cast(sum(arr_saved) as double) as arr_saved,
+        cast(sum(arr_gained) as double) as arr_gained,
+        cast(sum(arr_lost) as double) as arr_lost,
+        -- fatigue
+        cast(count_if(acknowledged_at is not null) as bigint) as acknowledged,
+        cast(count_if(was_snoozed or coalesce(feedback, '') = 'not_useful') as bigint)
+            as snoozed_or_not_useful
+    from sliced
+    group by raised_week, dimension, dimension_value
+
+),
+
+final as (
+
+    select
+        {{ outcome_row_key(['week_start', 'dimension', 'dimension_value']) }} as kpi_row_id,
+        *,
+        risk_true_positives / nullif(cast(risk_alerts_judged as double), 0) as risk_precision,
+        risk_false_alarms / nullif(cast(risk_alerts_judged as double), 0) as false_alarm_rate,
+        critical_not_delivered = 0 as is_every_critical_delivered,
+        sla_met / nullif(cast(sla_decided as double), 0) as sla_attainment,
+        alerts_raised / nullif(cast(csms as double), 0) as alerts_per_csm,
+        acknowledged / nullif(cast(alerts_raised as double), 0) as share_acknowledged,
+        snoozed_or_not_useful / nullif(cast(alerts_raised as double), 0)
+            as share_snoozed_or_not_useful
+    from aggregated
+
+)
+
+select * from final

@@ -1,0 +1,239 @@
+"""A tiny hand-made alert history (alerts, audit log, outbox, outcomes) and a dbt runner."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+import alerts
+from notifications.schema import ensure_schema as ensure_ops_schema
+
+REPO = Path(__file__).resolve().parents[2]
+DBT = str(Path(sys.executable).with_name("dbt"))
+AS_OF = dt.date(2025, 6, 30)
+
+
+def run_dbt(db: Path, *args: str) -> subprocess.CompletedProcess:
+    """Run dbt against `db` with its own target/log dirs (never the shared target/ manifest)."""
+    env = {
+        **os.environ,
+        "DUCKDB_DATABASE": str(db),
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+        "DBT_TARGET_PATH": str(db.parent / "dbt_target"),
+        "DBT_LOG_PATH": str(db.parent / "dbt_logs"),
+    }
+    result = subprocess.run(
+        [
+            DBT,
+            *args,
+            "--project-dir",
+            str(REPO / "dbt_project"),
+            "--profiles-dir",
+            str(REPO / "dbt_project"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    return result
+
+
+def _ts(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text)
+
+
+def add_alert(
+    con,
+    alert_id,
+    rule_id,
+    alert_type,
+    account_id,
+    raised_on,
+    severity="high",
+    sla_hours=72,
+    arr=50_000.0,
+    is_holdout=False,
+    **extra,
+) -> None:
+    """One alerts.alerts row plus its `raised` audit event, as the engine would write them."""
+    raised_on = dt.date.fromisoformat(raised_on)
+    at = dt.datetime.combine(raised_on + dt.timedelta(days=1), dt.time())
+    row = {
+        "alert_id": alert_id,
+        "rule_id": rule_id,
+        "alert_type": alert_type,
+        "title": rule_id,
+        "account_id": account_id,
+        "account_name": account_id,
+        "episode_start_date": raised_on,
+        "first_raised_on": raised_on,
+        "last_seen_on": raised_on,
+        "status": "open",
+        "severity": severity,
+        "priority": 1.0,
+        "probability": 0.3,
+        "arr": arr,
+        "owner_email": "csm1@example.com",
+        "escalation_email": "mgr@example.com",
+        "sla_due_at": at + dt.timedelta(hours=sla_hours),
+        "in_digest_summary": False,
+        "updated_at": at,
+        "is_holdout": is_holdout,
+        **extra,
+    }
+    cols = ", ".join(row)
+    con.execute(
+        f"insert into alerts.alerts ({cols}) values ({', '.join('?' * len(row))})",
+        list(row.values()),
+    )
+    audit(con, alert_id, "raised", None, "open", "system:alert-engine", at)
+
+
+def audit(con, alert_id, event, from_status, to_status, actor, at, reason=None) -> None:
+    con.execute(
+        "insert into alerts.audit_log values (?, ?, ?, ?, ?, ?, ?, ?, null, ?)",
+        [f"ev_{alert_id}_{event}", alert_id, event, from_status, to_status, actor, reason, at, at],
+    )
+
+
+def build_world(db: Path) -> None:
+    """Four accounts, five alerts, their actions, deliveries and outcomes (as of 2025-06-30)."""
+    con = duckdb.connect(str(db))
+    alerts.ensure_schema(con)
+    ensure_ops_schema(con)
+    con.execute("create schema if not exists raw; create schema if not exists marts")
+    con.execute(
+        "create table raw.outcomes (account_id string, outcome string, effective_date date, "
+        "arr_delta decimal(14, 2), landing_date date)"
+    )
+    con.execute(
+        """insert into raw.outcomes values
+        ('A1', 'churned', '2025-04-10', -50000, '2025-04-10'),
+        ('A4', 'expanded', '2025-03-20', 12000, '2025-03-20'),
+        ('A5', 'churned', '2025-05-01', -20000, '2025-05-01')"""
+    )
+    con.execute(
+        """create table marts.dim_accounts as select * from (values
+        ('A1', 'csm1@example.com', 'mgr@example.com'),
+        ('A2', 'csm1@example.com', 'mgr@example.com'),
+        ('A3', 'csm2@example.com', 'mgr@example.com'),
+        ('A4', 'csm2@example.com', 'mgr@example.com'),
+        ('A5', 'csm2@example.com', 'mgr@example.com')) t(account_id, csm_email, manager_email)"""
+    )
+    # A1: churn risk raised 40 days before it churned -> a true positive with a 40-day lead.
+    add_alert(con, "al_tp", "churn_risk_high", "churn_risk", "A1", "2025-03-01")
+    # A2: acknowledged 10 h after raising, resolved (useful) 36 h after -> SLA met.
+    add_alert(
+        con,
+        "al_res",
+        "engagement_drop",
+        "engagement_drop",
+        "A2",
+        "2025-03-03",
+        status="resolved",
+        acknowledged_at=_ts("2025-03-04 10:00"),
+        resolved_at=_ts("2025-03-05 12:00"),
+        resolution_reason="called",
+        feedback="useful",
+    )
+    audit(
+        con,
+        "al_res",
+        "acknowledged",
+        "open",
+        "acknowledged",
+        "csm1@example.com",
+        _ts("2025-03-04 10:00"),
+    )
+    audit(
+        con,
+        "al_res",
+        "resolved",
+        "acknowledged",
+        "resolved",
+        "csm1@example.com",
+        _ts("2025-03-05 12:00"),
+        "called",
+    )
+    # A3: critical, 24 h SLA, acknowledged 30 h after raising -> SLA missed; its mail went out.
+    add_alert(
+        con,
+        "al_crit",
+        "renewal_at_risk",
+        "renewal_risk",
+        "A3",
+        "2025-03-01",
+        severity="critical",
+        sla_hours=24,
+        acknowledged_at=_ts("2025-03-03 06:00"),
+        status="acknowledged",
+    )
+    audit(
+        con,
+        "al_crit",
+        "acknowledged",
+        "open",
+        "acknowledged",
+        "csm2@example.com",
+        _ts("2025-03-03 06:00"),
+    )
+    con.execute(
+        """insert into ops.outbox (delivery_id, idempotency_key, channel, alert_id, account_id,
+        recipient, payload_json, status, created_at, updated_at, sent_at) values
+        ('d1', 'critical:al_crit', 'email', 'al_crit', 'A3', 'csm2@example.com', '{}', 'sent',
+         '2025-03-02', '2025-03-02', '2025-03-02 00:01')"""
+    )
+    # A3 again, a week later: a critical alert that never got its mail -> a missed critical.
+    add_alert(
+        con,
+        "al_crit_missed",
+        "renewal_at_risk",
+        "renewal_risk",
+        "A3",
+        "2025-03-10",
+        severity="critical",
+        sla_hours=24,
+    )
+    # A4: expansion alert followed by an expansion of 12k.
+    add_alert(
+        con,
+        "al_exp",
+        "expansion_ready",
+        "expansion_opportunity",
+        "A4",
+        "2025-03-05",
+        severity="low",
+        sla_hours=168,
+    )
+    # A5 churned with no alert at all: a miss for recall.
+    # The warehouse-wide data alert is not an account alert and must not be attributed.
+    add_alert(con, "al_data", "data_not_landed", "data_freshness", "*", "2025-03-02")
+    con.close()
+
+
+@pytest.fixture(scope="session")
+def outcome_marts(tmp_path_factory) -> Path:
+    """The world above with the outcome marts built by dbt (built once per session)."""
+    db = tmp_path_factory.mktemp("kpis") / "warehouse.duckdb"
+    build_world(db)
+    vars_ = f'{{"as_of_date": "{AS_OF.isoformat()}"}}'
+    run_dbt(
+        db,
+        "build",
+        "--select",
+        "path:models/outcomes",
+        "stg_raw__outcomes",
+        "--exclude",
+        "test_name:relationships",
+        "--vars",
+        vars_,
+    )
+    return db

@@ -4,6 +4,7 @@ PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+SPARK_STAMP := $(VENV)/.installed-spark
 
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
@@ -16,7 +17,7 @@ export DUCKDB_DATABASE ?= $(EA_DATA_DIR)/warehouse.duckdb
 export MLFLOW_TRACKING_URI ?= sqlite:///$(EA_DATA_DIR)/mlflow.db
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install demo test test-fast lint ui mlflow-ui bench clean
+.PHONY: install install-spark demo test test-fast lint ui mlflow-ui bench clean
 
 $(STAMP): pyproject.toml requirements.lock
 	@command -v $(PY) >/dev/null || { echo "Python 3.11 is needed: set PY=/path/to/python3.11"; exit 1; }
@@ -29,10 +30,19 @@ $(STAMP): pyproject.toml requirements.lock
 
 install: $(STAMP)
 
+# The Spark extra (pyspark + dbt-spark, ~490 MB, needs Java 17): a superset of requirements.lock,
+# so syncing it keeps everything the default install has. `make test` needs it; `make demo` does not.
+$(SPARK_STAMP): $(STAMP) requirements-spark.lock
+	$(BIN)/python -m uv pip sync --quiet --python $(BIN)/python --compile-bytecode requirements-spark.lock
+	$(BIN)/python -m uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	@touch $(SPARK_STAMP)
+
+install-spark: $(SPARK_STAMP)
+
 demo: $(STAMP)
 	$(BIN)/python -m orchestration.demo
 
-test: $(STAMP)
+test: $(SPARK_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 

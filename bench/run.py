@@ -136,8 +136,13 @@ class Runner:
             proc.returncode = os.waitstatus_to_exitcode(status)
         seconds = time.perf_counter() - started
         if proc.returncode != 0:
-            tail = err.read_text()[-3000:] + out.read_text()[-1500:]
-            raise SystemExit(f"stage {label} failed (exit {proc.returncode}); log {err}:\n{tail}")
+            # Recorded, not fatal: the other stages' figures are still worth having.
+            tail = (err.read_text()[-1200:] + out.read_text()[-1200:]).strip()
+            say(f"  {label}: FAILED (exit {proc.returncode}), see {err}:\n{tail}")
+            figures = {"error": f"exit {proc.returncode}; see {err}", "seconds": round(seconds, 2)}
+            if record:
+                self.figures[label] = figures
+            return figures
         lines = [ln for ln in out.read_text().splitlines() if ln.startswith("{")]
         figures = json.loads(lines[-1]) if lines else {}
         figures["seconds"] = round(seconds, 2)
@@ -226,6 +231,8 @@ def _run_tier(
         cache.mkdir(parents=True)
         args = [f"--{k}={v}" for k, v in config.items()]
         sim = runner.stage("simulate", "simulate", *args, f"--out={export}")
+        if "error" in sim:
+            raise SystemExit(f"The simulator failed; see {runner.logs / 'simulate.err'}")
         done.write_text(json.dumps({**sim, "config": config}))
     runner.figures["simulate"]["files_gib"] = round(
         sum(p.stat().st_size for p in export.rglob("*") if p.is_file()) / 2**30, 3
@@ -267,7 +274,8 @@ def summarise(f: dict) -> dict:
     """Ratios and target checks; a figure that was not measured stays None."""
 
     def sec(label: str) -> float | None:
-        return f.get(label, {}).get("seconds")
+        entry = f.get(label, {})
+        return None if "error" in entry else entry.get("seconds")
 
     out: dict[str, float | bool | None] = {}
     full = [sec("ingest_full"), sec("marts_full_refresh")]

@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+REPO = Path(__file__).resolve().parents[1]
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
@@ -44,19 +45,21 @@ def _pipeline():
     return Demo(merged, dg.DagsterInstance.get())
 
 
-def _execute(demo, job_name: str, ops_config: dict) -> None:
-    """Like Demo.run, with op config (Demo.run has no way to pass it)."""
+def _execute(demo, job_name: str, ops_config: dict | None = None, tolerate: str = "") -> list:
+    """Like Demo.run, with op config; step keys ending in `tolerate` may fail (returned)."""
     job = demo.defs.resolve_job_def(job_name)
     result = job.execute_in_process(
-        run_config={**QUIET, "ops": ops_config}, instance=demo.instance, raise_on_error=False
+        run_config={**QUIET, "ops": ops_config or {}}, instance=demo.instance, raise_on_error=False
     )
-    if not result.success:
-        failures = [
-            f"{e.step_key}: {e.event_specific_data.error.message.strip()[:800]}"
-            for e in result.all_events
-            if e.is_step_failure and e.event_specific_data and e.event_specific_data.error
-        ]
-        raise SystemExit(f"{job_name} failed:\n" + "\n".join(failures))
+    failed = [
+        (e.step_key, e.event_specific_data.error.message.strip()[:800])
+        for e in result.all_events
+        if e.is_step_failure and e.event_specific_data and e.event_specific_data.error
+    ]
+    fatal = [f for f in failed if not (tolerate and f[0].endswith(tolerate))]
+    if fatal or (not result.success and not failed):
+        raise SystemExit(f"{job_name} failed:\n" + "\n".join(f"{k}: {m}" for k, m in fatal))
+    return [k for k, _ in failed]
 
 
 def _days(text: str) -> list[dt.date]:
@@ -104,16 +107,59 @@ def ingest(args) -> dict:
 
 def marts(args) -> dict:
     config = {"full_refresh": bool(args.full_refresh)}
-    _execute(_pipeline(), "marts_job", {"marts_dbt": {"config": config}})
+    demo = _pipeline()
+    _execute(demo, "marts_job", {"marts_dbt": {"config": config}})
+    run_id = demo.instance.get_runs(limit=1)[0].run_id
     return {
+        "dbt_slowest": _dbt_slowest(run_id),
         "account_days": _count("select count(*) from marts.fct_account_daily_engagement"),
         "health_rows": _count("select count(*) from marts.account_health"),
     }
 
 
+def _dbt_slowest(run_id: str, top: int = 4) -> str:
+    """The slowest dbt nodes of this run (dagster-dbt keeps run_results.json per invocation)."""
+    target = REPO / "dbt_project" / "target"
+    found = sorted(target.glob(f"marts_dbt-{run_id[:7]}-*/run_results.json"))
+    if not found:
+        return "run_results.json not found"
+    doc = json.loads(found[-1].read_text())
+    nodes = sorted(doc["results"], key=lambda r: -(r.get("execution_time") or 0))[:top]
+    slowest = "; ".join(
+        f"{r['unique_id'].split('.')[-1]} {r['execution_time']:.1f}s" for r in nodes
+    )
+    return f"dbt {doc['elapsed_time']:.1f}s for {len(doc['results'])} nodes; slowest: {slowest}"
+
+
 def train(args) -> dict:
-    _pipeline().run("training_job")
-    return {"training_rows": _count("select count(*) from marts.ml_features")}
+    """Both models trained; a model the promotion gate refuses is promoted here anyway, in the
+    bench's own throwaway registry, so that scoring can be timed (the report says so)."""
+    from ml import registry
+
+    demo = _pipeline()
+    refused = [
+        k.replace("_promote_if_better", "")
+        for k in _execute(demo, "training_job", tolerate="promote_if_better")
+    ]
+    forced = []
+    uri = os.environ["MLFLOW_TRACKING_URI"]
+    for model, name in registry.REGISTERED_NAMES.items():
+        if registry.champion_version(uri, name) is None:
+            event = demo.instance.get_latest_materialization_event(dg_key(["ml", f"{model}_model"]))
+            version = event.asset_materialization.metadata["version"].value
+            registry.promote(uri, name, str(version))
+            forced.append(model)
+    return {
+        "training_rows": _count("select count(*) from marts.ml_features"),
+        "gate_refused": ",".join(k.split("__")[1] for k in refused) or "none",
+        "promoted_by_bench": ",".join(forced) or "none",
+    }
+
+
+def dg_key(path: list[str]):
+    import dagster as dg
+
+    return dg.AssetKey(path)
 
 
 def score(args) -> dict:

@@ -43,6 +43,36 @@ def _copy_day(source: Path, landing: Path, day: dt.date) -> bool:
     return True
 
 
+def _demo_config(data: Path) -> None:
+    """A copy of the team's config with the control group on (docs/kpis.md): the demo measures
+    uplift; a team's own config keeps the holdout off until it turns it on.
+    """
+    import yaml
+
+    config = data / "demo_config"
+    shutil.rmtree(config, ignore_errors=True)
+    shutil.copytree(_env_path("EA_CONFIG_DIR"), config)
+    routing = yaml.safe_load((config / "routing.yml").read_text())
+    routing["holdout"] = {"enabled": True, "share": 0.2, "salt": "demo"}
+    (config / "routing.yml").write_text(yaml.safe_dump(routing, sort_keys=False))
+    os.environ["EA_CONFIG_DIR"] = str(config)
+    say(f"config copied to {config} with a 20% holdout (control group) switched on")
+
+
+def _csm_step(day: dt.date, source: Path, seed: int) -> None:
+    """Simulated CSMs work the alerts delivered so far (docs/kpis.md, "Simulated CSMs")."""
+    import duckdb
+
+    from simulator.csm import CsmBehaviour, act_on_alerts
+
+    with duckdb.connect(os.environ["DUCKDB_DATABASE"]) as con:
+        counts = act_on_alerts(con, day, CsmBehaviour(seed=seed), export_dir=source)
+    say(
+        f"  CSMs: {counts['acknowledged']} acknowledged, {counts['resolved']} resolved, "
+        f"{counts['saves']} planned churns averted"
+    )
+
+
 class Demo:
     """Runs the pipeline's Dagster jobs in-process against the persistent instance."""
 
@@ -127,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         path.unlink(missing_ok=True)
         Path(f"{path}.wal").unlink(missing_ok=True)
     landing.mkdir(parents=True)
+    _demo_config(data)
 
     from notifications.capture import CaptureServer
 
@@ -165,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     say("3/5 building marts, training both models, scoring, alerting, delivering")
     demo.run("full_pipeline_job")
     say(f"  critical alerts: {demo.tick('critical_alert_sensor')}")
+    _csm_step(cutoff, source, args.seed)
 
     say(f"4/5 replaying {args.replay_days} days one daily run at a time")
     for i in range(1, args.replay_days + 1):
@@ -176,7 +208,10 @@ def main(argv: list[str] | None = None) -> int:
         demo.ingest([day])
         demo.run("daily_job")
         say(f"  critical alerts: {demo.tick('critical_alert_sensor')}")
+        _csm_step(day, source, args.seed)
 
+    # The KPI marts once more, so they include the last day's CSM actions.
+    demo.run("kpis_job")
     capture.stop()
     say("5/5 summary")
     from orchestration.summary import print_summary

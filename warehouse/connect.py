@@ -24,8 +24,8 @@ def open_read_only(path: str | Path) -> duckdb.DuckDBPyConnection:
             f"no warehouse at {path}: set DUCKDB_DATABASE (or --database) to an existing "
             "warehouse.duckdb file; read-only access never creates one"
         )
-    return duckdb.connect(
-        str(path),
-        read_only=True,
-        config={"enable_external_access": False, "lock_configuration": True},
-    )
+    con = duckdb.connect(str(path), read_only=True, config={"enable_external_access": False})
+    # The progress bar writes to stdout and would corrupt piped CSV/JSON output; then lock.
+    con.execute("set enable_progress_bar = false")
+    con.execute("set lock_configuration = true")
+    return con

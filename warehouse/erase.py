@@ -26,6 +26,7 @@ def compact(path: Path) -> None:
     fresh.unlink(missing_ok=True)
     con = duckdb.connect(str(fresh))
     try:
+        con.execute("set enable_progress_bar = false")
         con.execute(f"attach '{path}' as src (read_only)")
         name = con.execute("select current_database()").fetchone()[0]
         con.execute(f'copy from database src to "{name}"')
@@ -75,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     path = Path(args.database)
     try:
         con = duckdb.connect(str(path))
+        con.execute("set enable_progress_bar = false")  # it writes to stdout
     except duckdb.IOException as exc:
         print(f"error: warehouse busy ({exc}); retry when the running job ends", file=sys.stderr)
         return 2

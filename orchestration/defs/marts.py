@@ -23,6 +23,7 @@ from dagster_dbt import (
 from dagster_duckdb import DuckDBResource
 
 from orchestration.asof import AsOfConfig, resolve_as_of
+from orchestration.engine import export_raw_to_parquet, load_spark_tables, spark_dir_layout
 from orchestration.resources import PathsResource
 
 DBT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
@@ -33,6 +34,15 @@ HEALTH_CONFIG_FILE = "health_score.yml"
 LOOKBACK_DAYS = 5
 # Past this many days a run uses month-sized microbatches: the same rows in far fewer statements.
 DAILY_BATCH_LIMIT_DAYS = 31
+# The engine dbt builds on: `duckdb` (default) or `spark` (Spark extra; dbt_project/profiles.yml).
+ENGINES = ("duckdb", "spark")
+DBT_TARGET = os.environ.get("EA_DBT_TARGET", "duckdb").strip() or "duckdb"
+if DBT_TARGET not in ENGINES:
+    raise RuntimeError(f"EA_DBT_TARGET={DBT_TARGET!r}: set it to one of {', '.join(ENGINES)}")
+# Spark's embedded Derby metastore takes one process at a time: dbt runs share this pool, whose
+# limit must be 1 (`dagster instance concurrency set dbt_spark 1`, or `concurrency: pools:
+# default_limit: 1` in dagster.yaml). On DuckDB the single-writer lock already serialises them.
+SPARK_POOL = "dbt_spark"
 MARTS = (
     "fct_account_daily_engagement",
     "account_health",
@@ -260,6 +270,7 @@ MARTS_SELECTION = "path:seeds path:models/staging path:models/intermediate path:
     project=dbt_project,
     name="marts_dbt",
     select=MARTS_SELECTION,
+    pool=SPARK_POOL if DBT_TARGET == "spark" else None,
     dagster_dbt_translator=MartsTranslator(
         settings=DagsterDbtTranslatorSettings(enable_asset_checks=True)
     ),
@@ -280,6 +291,12 @@ def marts_dbt(
     if first_landed is None:
         raise dg.Failure("raw.landed_partitions has no events day: run the ingestion assets first.")
     window = build_window(as_of, first_landed, latest_built, config.full_refresh)
+    spark = spark_dir_layout(_spark_dir(paths)) if DBT_TARGET == "spark" else None
+    exported: dict[str, int] = {}
+    if spark:
+        # Spark reads the validated raw tables as Parquet (macros/raw_sources.sql)
+        with duckdb.get_connection() as con:
+            exported = export_raw_to_parquet(con, spark["raw"])
     variables = dbt_vars(as_of, window, first_landed, health)
     if not config.as_of_date:
         # dbt's own default is the same day (latest landed); leaving the var out keeps --vars
@@ -289,9 +306,16 @@ def marts_dbt(
     context.log.info(f"dbt {' '.join(args)}")
     started = time.perf_counter()
     # Buffer dbt's events: the row counts below need the database after dbt has let go of it.
-    events = list(dbt.cli(args, context=context).stream())
+    # A stable target folder per warehouse lets dbt re-use its partial parse between daily runs
+    # (dagster-dbt's default is a fresh folder per run, which re-parses the whole project).
+    target = paths.data / "dbt_target" / "marts"
+    events = list(dbt.cli(args, context=context, target_path=target).stream())
     seconds = round(time.perf_counter() - started, 2)
+    copied: dict[str, int] = {}
     with duckdb.get_connection() as con:
+        if spark:
+            # later stages read marts.* from DuckDB whichever engine built them
+            copied = load_spark_tables(con, spark["warehouse"])
         extra = _mart_metadata(con, as_of)
     common = {
         "as_of_date": as_of.isoformat(),
@@ -299,7 +323,13 @@ def marts_dbt(
         "batch_size": window.batch_size,
         "full_refresh": window.full_refresh,
         "dbt_seconds": seconds,
+        "engine": DBT_TARGET,
     }
+    if spark:
+        common |= {
+            "raw_rows_exported": sum(exported.values()),
+            "spark_tables_copied": len(copied),
+        }
     for event in events:
         if isinstance(event, dg.Output):
             key = context.asset_key_for_output(event.output_name)
@@ -315,6 +345,11 @@ def marts_dbt(
             yield event
 
 
+def _spark_dir(paths: PathsResource) -> Path:
+    """The Spark target's files; the dbt profile uses the same default (EA_DATA_DIR/spark)."""
+    return Path(os.environ.get("EA_SPARK_DIR") or Path(paths.data) / "spark")
+
+
 marts_job = dg.define_asset_job(
     "marts_job",
     selection=dg.AssetSelection.assets(marts_dbt),
@@ -327,7 +362,10 @@ defs = dg.Definitions(
     jobs=[marts_job],
     resources={
         "dbt": DbtCliResource(
-            project_dir=dbt_project, profiles_dir=str(DBT_DIR), dbt_executable=DBT_EXECUTABLE
+            project_dir=dbt_project,
+            profiles_dir=str(DBT_DIR),
+            dbt_executable=DBT_EXECUTABLE,
+            target=DBT_TARGET,
         )
     },
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import email.utils
 import smtplib
 import ssl
@@ -47,7 +48,7 @@ def message_id_for(row: OutboxRow, mail_from: str) -> str:
 
 
 def build_message(row: OutboxRow, mail_from: str) -> EmailMessage:
-    """multipart/alternative (text + HTML) plus attachments (the .ics invites)."""
+    """multipart/alternative (text + HTML, with inline images) plus attachments (.ics invites)."""
     p = row.payload
     msg = EmailMessage()
     msg["From"] = mail_from
@@ -60,6 +61,17 @@ def build_message(row: OutboxRow, mail_from: str) -> EmailMessage:
     msg["X-EA-Delivery-Key"] = row.idempotency_key
     msg.set_content(p["text"], subtype="plain", charset="utf-8")
     msg.add_alternative(p["html"], subtype="html", charset="utf-8")
+    # Inline images (the KPI chart): multipart/related next to the HTML, referenced as cid:<id>.
+    for img in p.get("inline_images", []):
+        maintype, _, subtype = img["content_type"].partition("/")
+        msg.get_body(preferencelist=("html",)).add_related(
+            base64.b64decode(img["content_b64"]),
+            maintype=maintype,
+            subtype=subtype,
+            cid=f"<{img['cid']}>",
+            filename=img.get("filename"),
+            disposition="inline",
+        )
     for att in p.get("attachments", []):
         maintype, _, rest = att["content_type"].partition("/")
         subtype = rest.split(";")[0].strip()

@@ -1,5 +1,6 @@
 """Dagster definitions for closing the loop: outcome and KPI marts, uplift, model drift check."""
 
+import datetime as dt
 import json
 import time
 from collections.abc import Iterator
@@ -10,8 +11,14 @@ from dagster_dbt import DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
 from dagster_duckdb import DuckDBResource
 
 from ml.drift import drift_report
+from notifications.content import ContentConfig
+from notifications.kpi_email import build_kpi_emails
+from notifications.outbox import deliver_due, enqueue, utcnow
+from notifications.schema import ensure_schema as ensure_ops_schema
 from orchestration.asof import AsOfConfig, resolve_as_of
+from orchestration.defs.deliveries import SmtpResource, _routing, _templates
 from orchestration.defs.marts import MartsTranslator, dbt_project
+from orchestration.resources import PathsResource
 
 # The dbt folder this stage owns; it reads alerts.* and ops.* (sources), so it runs after
 # deliveries and is kept out of the marts stage's dbt assets.
@@ -190,14 +197,70 @@ def score_and_feature_drift(duckdb: DuckDBResource) -> dg.AssetCheckResult:
     )
 
 
+def report_week(as_of: dt.date) -> dt.date:
+    """The Monday of the last complete week (Monday-Sunday) on or before `as_of`."""
+    this_monday = as_of - dt.timedelta(days=as_of.weekday())
+    return this_monday if as_of.weekday() == 6 else this_monday - dt.timedelta(days=7)
+
+
+@dg.asset(
+    key=["ops", "kpi_email"],
+    deps=[
+        dg.AssetKey(["kpis", "kpi_alerts_weekly"]),
+        dg.AssetKey(["kpis", "kpi_holdout_uplift"]),
+    ],
+    group_name="deliveries",
+    kinds={"duckdb", "python"},
+    description="The weekly KPI email to managers (their team) and admins (everyone) for the "
+    "last complete week, through the outbox (key kpi:<email>:<monday>: once per week).",
+)
+def kpi_email(
+    context: dg.AssetExecutionContext,
+    config: AsOfConfig,
+    duckdb: DuckDBResource,
+    paths: PathsResource,
+    smtp: SmtpResource,
+) -> dg.MaterializeResult:
+    now = utcnow()
+    with duckdb.get_connection() as con:
+        ensure_ops_schema(con)
+        week = report_week(resolve_as_of(con, config))
+        built = build_kpi_emails(
+            con,
+            week,
+            _templates(paths),
+            ContentConfig(routing=_routing(paths)),
+            now=now,
+        )
+        new = enqueue(con, built, now)
+        report = deliver_due(
+            con,
+            {"email": smtp.sender()},
+            now,
+            channels=["email"],
+            keys=[d.idempotency_key for d in built],
+        )
+    context.log.info(f"KPI emails for the week of {week}: {len(built)} built, {new} new")
+    return dg.MaterializeResult(
+        metadata={
+            "week_start": week.isoformat(),
+            "recipients": len(built),
+            "new_emails": new,
+            **report.as_metadata(),
+            "examples": [d.subject for d in built[:3]],
+        }
+    )
+
+
 kpis_job = dg.define_asset_job(
     "kpis_job",
-    selection=dg.AssetSelection.assets(kpis_dbt),
-    description="Rebuild the outcome and KPI marts (kpis schema) as of a date.",
+    selection=dg.AssetSelection.assets(kpis_dbt, kpi_email),
+    description="Rebuild the outcome and KPI marts (kpis schema) as of a date and send the "
+    "weekly KPI email if this week's has not gone out.",
 )
 
 defs = dg.Definitions(
-    assets=[kpis_dbt],
+    assets=[kpis_dbt, kpi_email],
     asset_checks=[score_and_feature_drift],
     jobs=[kpis_job],
 )

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import duckdb
@@ -15,35 +12,7 @@ import alerts
 from notifications.schema import ensure_schema as ensure_ops_schema
 
 REPO = Path(__file__).resolve().parents[2]
-DBT = str(Path(sys.executable).with_name("dbt"))
 AS_OF = dt.date(2025, 6, 30)
-
-
-def run_dbt(db: Path, *args: str) -> subprocess.CompletedProcess:
-    """Run dbt against `db` with its own target/log dirs (never the shared target/ manifest)."""
-    env = {
-        **os.environ,
-        "DUCKDB_DATABASE": str(db),
-        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
-        "DBT_TARGET_PATH": str(db.parent / "dbt_target"),
-        "DBT_LOG_PATH": str(db.parent / "dbt_logs"),
-    }
-    result = subprocess.run(
-        [
-            DBT,
-            *args,
-            "--project-dir",
-            str(REPO / "dbt_project"),
-            "--profiles-dir",
-            str(REPO / "dbt_project"),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    return result
 
 
 def _ts(text: str) -> dt.datetime:
@@ -109,10 +78,16 @@ def build_world(db: Path) -> None:
     con = duckdb.connect(str(db))
     alerts.ensure_schema(con)
     ensure_ops_schema(con)
-    con.execute("create schema if not exists raw; create schema if not exists marts")
+    for schema in ("raw", "marts", "staging"):
+        con.execute(f"create schema if not exists {schema}")
     con.execute(
         "create table raw.outcomes (account_id string, outcome string, effective_date date, "
         "arr_delta decimal(14, 2), landing_date date)"
+    )
+    # The marts stage's staging view over raw.outcomes (not part of this stage's dbt selection).
+    con.execute(
+        "create view staging.stg_raw__outcomes as "
+        "select account_id, outcome, effective_date, arr_delta, landing_date from raw.outcomes"
     )
     con.execute(
         """insert into raw.outcomes values
@@ -220,20 +195,42 @@ def build_world(db: Path) -> None:
 
 
 @pytest.fixture(scope="session")
-def outcome_marts(tmp_path_factory) -> Path:
-    """The world above with the outcome marts built by dbt (built once per session)."""
+def kpi_run(tmp_path_factory):
+    """The world above with the outcome marts materialized by the real Dagster assets (dbt
+    build in-process), once per session: (database path, materialization metadata by key)."""
+    import dagster as dg
+    from dagster_dbt import DbtCliResource
+    from dagster_duckdb import DuckDBResource
+
+    from orchestration.defs.kpis import kpis_dbt
+    from orchestration.defs.marts import DBT_DIR, DBT_EXECUTABLE
+
     db = tmp_path_factory.mktemp("kpis") / "warehouse.duckdb"
     build_world(db)
-    vars_ = f'{{"as_of_date": "{AS_OF.isoformat()}"}}'
-    run_dbt(
-        db,
-        "build",
-        "--select",
-        "path:models/outcomes",
-        "stg_raw__outcomes",
-        "--exclude",
-        "test_name:relationships",
-        "--vars",
-        vars_,
-    )
-    return db
+    # The dbt profile reads DUCKDB_DATABASE; set only while this build runs.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DUCKDB_DATABASE", str(db))
+        result = dg.materialize(
+            [kpis_dbt],
+            resources={
+                "dbt": DbtCliResource(
+                    project_dir=str(DBT_DIR),
+                    profiles_dir=str(DBT_DIR),
+                    dbt_executable=DBT_EXECUTABLE,
+                ),
+                "duckdb": DuckDBResource(database=str(db)),
+            },
+            run_config={"ops": {"kpis_dbt": {"config": {"as_of_date": AS_OF.isoformat()}}}},
+            instance=dg.DagsterInstance.ephemeral(),
+        )
+    assert result.success
+    metadata = {}
+    for event in result.get_asset_materialization_events():
+        materialization = event.event_specific_data.materialization
+        metadata[materialization.asset_key.to_user_string()] = materialization.metadata
+    return db, metadata
+
+
+@pytest.fixture(scope="session")
+def outcome_marts(kpi_run) -> Path:
+    return kpi_run[0]

@@ -105,3 +105,15 @@ def test_uplift_says_there_is_no_holdout_when_none_is_configured(con):
     for metric, holdout_accounts, conclusion in rows.fetchall():
         assert holdout_accounts == 0
         assert conclusion.startswith("no holdout"), (metric, conclusion)
+
+
+def test_dagster_assets_show_headline_numbers(kpi_run):
+    _, metadata = kpi_run
+    assert {"kpis/alert_outcomes", "kpis/kpi_alerts_weekly", "kpis/kpi_holdout_uplift"} <= set(
+        metadata
+    )
+    outcomes = metadata["kpis/alert_outcomes"]
+    assert outcomes["rows"].value == 5
+    assert outcomes["risk_precision"].value == 0.25
+    assert metadata["kpis/kpi_churn_coverage"]["recall_with_lead"].value == 0.5
+    assert metadata["kpis/kpi_alerts_weekly"]["weeks_with_undelivered_criticals"].value == 1

@@ -2,12 +2,13 @@
 
 Needs EA_ERASURE_SALT (the salt for the audit hash) and DUCKDB_DATABASE (or --database). Run it
 while no pipeline run is writing. Afterwards the file is rewritten so that deleted rows do not
-linger in free pages, and with --rebuild-marts dbt rebuilds the marts from the remaining rows.
+linger in free pages; --rebuild-marts then rebuilds the marts from the remaining rows.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -39,16 +40,22 @@ def compact(path: Path) -> None:
 
 
 def rebuild_marts(path: Path) -> None:
-    """Run a dbt full refresh of every model, so aggregates no longer count the erased rows."""
+    """Rebuild every dbt model from the remaining raw rows (the marts asset, full refresh).
+
+    Through Dagster, not bare dbt, so the rebuild uses the same vars (as-of date, history start,
+    the team's health-score weights) as the daily runs and is recorded like any other run.
+    """
     env = {**os.environ, "DUCKDB_DATABASE": str(path)}
-    dbt = Path(sys.executable).with_name("dbt")
-    project = REPO / "dbt_project"
-    cmd = [str(dbt), "build", "--full-refresh", "--project-dir", str(project)]
-    done = subprocess.run([*cmd, "--profiles-dir", str(project)], env=env, check=False)
+    dagster = Path(sys.executable).with_name("dagster")
+    config = {"ops": {"marts_dbt": {"config": {"full_refresh": True}}}}
+    cmd = [str(dagster), "asset", "materialize", "-m", "orchestration.definitions"]
+    cmd += ["--select", "key:marts/*", "--config-json", json.dumps(config)]
+    done = subprocess.run(cmd, env=env, cwd=REPO, check=False)
     if done.returncode:
         raise SystemExit(
-            f"dbt full refresh failed (exit {done.returncode}); the erasure itself is committed. "
-            "Fix the dbt error above and run `dbt build --full-refresh` before the next daily run."
+            f"rebuilding the marts failed (exit {done.returncode}); the erasure itself is "
+            "committed. Fix the error above, then materialize the marts with full_refresh: true "
+            "before the next daily run."
         )
 
 
@@ -65,7 +72,10 @@ def main(argv: list[str] | None = None) -> int:
         "--no-compact", action="store_true", help="skip rewriting the file (faster, less thorough)"
     )
     parser.add_argument(
-        "--rebuild-marts", action="store_true", help="run a dbt full refresh afterwards"
+        "--rebuild-marts",
+        action="store_true",
+        help="afterwards rebuild the marts (full refresh) so aggregates drop the erased rows; "
+        "needs the Dagster environment (DAGSTER_HOME, EA_* variables)",
     )
     args = parser.parse_args(argv)
     salt = os.environ.get("EA_ERASURE_SALT", "")

@@ -110,3 +110,19 @@ def test_analytics_asset_materializes(ea_env, world):
     con = open_read_only(ea_env["DUCKDB_DATABASE"])
     assert con.execute("select count(*) from analytics.accounts").fetchone()[0] == 5
     con.close()
+
+
+def test_sql_command_says_when_a_run_holds_the_warehouse(world, capsys):
+    hold = subprocess.Popen(
+        [sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
+         "print('held', flush=True); time.sleep(30)", str(world)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert hold.stdout.readline().strip() == "held"
+        assert sql_main(["--database", str(world), "select 1"]) == 2
+        assert "try again" in capsys.readouterr().err
+    finally:
+        hold.kill()
+        hold.wait()
+    assert sql_main(["--database", str(world), "select 1"]) == 0

@@ -190,3 +190,27 @@ def backtest(
             con.execute("rollback")
             raise
     return frame
+
+
+def live_precision(con, start: dt.date, end: dt.date) -> pd.DataFrame | None:
+    """Per-rule precision of the alerts really raised in [start, end], judged on what happened
+    (kpis.alert_outcomes: real outcomes plus CSM feedback), next to the replay's figures.
+    None when the KPI marts have not been built yet.
+    """
+    if not table_exists(con, "kpis", "alert_outcomes"):
+        return None
+    return con.execute(
+        """
+        select rule_id, count(*) as live_alerts,
+               count_if(is_outcome_known) as judged,
+               count_if(is_outcome_known and is_true_positive) as true_positives,
+               round(count_if(is_outcome_known and is_true_positive)
+                     / nullif(count_if(is_outcome_known), 0), 3) as live_precision,
+               count_if(feedback is not null) as with_feedback,
+               count_if(feedback = 'not_useful') as not_useful
+        from kpis.alert_outcomes
+        where raised_on between ? and ?
+        group by rule_id order by rule_id
+        """,
+        [start, end],
+    ).df()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import duckdb
 
-from alerts.backtest import backtest
+from alerts.backtest import backtest, live_precision
 from alerts.engine import EvaluationError, evaluate
 from alerts.lifecycle import TransitionError, escalate_overdue, snooze, transition
 from alerts.rules import RulesFileError, columns_from_connection, load_routing, load_rules
@@ -150,6 +150,10 @@ def _run(con, args, config: Path) -> int:
             frame = backtest(con, rules, args.start, args.end, args.horizon_days)
             cols = ["rule_id", "alerts_raised", "alerts_per_csm_per_week", "precision", "recall"]
             print(frame[[*cols, "median_lead_days"]].to_string(index=False))
+            live = live_precision(con, args.start, args.end)
+            if live is not None and not live.empty:
+                print("\nlive alerts in the range, judged on real outcomes and CSM feedback:")
+                print(live.to_string(index=False))
         return 0
     if cmd == "list":
         if not _has_alerts(con):

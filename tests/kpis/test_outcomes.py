@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import duckdb
 import pytest
+
+from alerts.backtest import live_precision
 
 
 @pytest.fixture(scope="module")
@@ -117,3 +121,11 @@ def test_dagster_assets_show_headline_numbers(kpi_run):
     assert outcomes["risk_precision"].value == 0.25
     assert metadata["kpis/kpi_churn_coverage"]["recall_with_lead"].value == 0.5
     assert metadata["kpis/kpi_alerts_weekly"]["weeks_with_undelivered_criticals"].value == 1
+
+
+def test_backtest_reports_live_per_rule_precision_from_real_outcomes(con):
+    live = live_precision(con, dt.date(2025, 3, 1), dt.date(2025, 3, 31)).set_index("rule_id")
+    assert live.loc["churn_risk_high", "live_precision"] == 1.0  # followed by the churn
+    assert live.loc["renewal_at_risk", ["judged", "true_positives"]].tolist() == [2, 0]
+    assert live.loc["engagement_drop", "with_feedback"] == 1
+    assert live_precision(duckdb.connect(), dt.date(2025, 3, 1), dt.date(2025, 3, 31)) is None

@@ -102,6 +102,12 @@ def build_kpi_emails(
     """
     config = config or ContentConfig()
     _require(con, "kpis.kpi_alerts_weekly", "the KPI marts (kpis_job)")
+    missing = [n for n in ("kpi.html.j2", "kpi.txt.j2") if not (Path(templates_dir) / n).exists()]
+    if missing:
+        raise FileNotFoundError(
+            f"{', '.join(missing)} not found in {templates_dir}: copy them from the repository's "
+            "config/templates/email (added with the weekly KPI email)."
+        )
     env = environment(templates_dir)
     previous = week_start - dt.timedelta(days=7)
     scopes = [

@@ -7,6 +7,7 @@ import random
 import shutil
 
 import duckdb
+import pytest
 
 from notifications.capture import CaptureServer
 from notifications.content import ContentConfig
@@ -49,4 +50,14 @@ def test_kpi_email_reaches_managers_and_admins_once_with_an_inline_chart(outcome
     assert "Alerts raised: 2 (no change)" in text and "SLA attainment: 50%" in text
     assert "Median hours to act: 10.0 h" in text
     assert "Rules to look at" in text
+    con.close()
+
+
+def test_missing_kpi_templates_say_what_to_copy(outcome_marts, tmp_path):
+    old = tmp_path / "email"
+    shutil.copytree(REPO / "config" / "templates" / "email", old)
+    (old / "kpi.html.j2").unlink()
+    con = duckdb.connect(str(outcome_marts), read_only=True)
+    with pytest.raises(FileNotFoundError, match="kpi.html.j2 not found .* copy them"):
+        build_kpi_emails(con, WEEK, old, ContentConfig(), NOW)
     con.close()

@@ -119,7 +119,15 @@ def load_spark_tables(
     try:
         for schema, table, source in _spark_tables(warehouse_dir, schemas):
             con.execute(f"create schema if not exists {schema}")
-            con.execute(f"drop view if exists {schema}.{table}")
+            kind = con.execute(
+                "select table_type from information_schema.tables "
+                "where table_catalog = current_database() and table_schema = ? "
+                "and table_name = ?",
+                [schema, table],
+            ).fetchone()
+            if kind and kind[0] == "VIEW":
+                # DuckDB builds the intermediate models as views; Spark's are tables
+                con.execute(f"drop view {schema}.{table}")
             con.execute(
                 f"create or replace table {schema}.{table} as "
                 f"select {_as_duckdb_types(con, source)} from {source}"

@@ -101,7 +101,8 @@ def drift_report(
     features = [
         c
         for c in _columns(con, "marts.ml_features")
-        if c not in _NOT_FEATURES and not c.startswith(("label_", "is_", "score_"))
+        # missing_days_* measure landing, not customers: the freshness gate owns that.
+        if c not in _NOT_FEATURES and not c.startswith(("label_", "is_", "score_", "missing_days_"))
     ]
     if features:
         cols = ", ".join(f"cast({c} as double) as {c}" for c in features)

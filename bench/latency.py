@@ -159,7 +159,8 @@ def _timeline(instance, after: float, t0: float) -> list[dict]:
                     }
                 )
         if rec.end_time:
-            out.append({"at": rec.end_time - t0, "what": f"{name} run {run.status.value}"})
+            why = _failures(instance, run.run_id) if run.status.value == "FAILURE" else ""
+            out.append({"at": rec.end_time - t0, "what": f"{name} run {run.status.value}{why}"})
     return sorted(out, key=lambda s: s["at"])
 
 
@@ -185,6 +186,19 @@ def _stand_in_daily_run(instance, env: dict, t0: float, logs: Path) -> subproces
             stdout=out,
             stderr=subprocess.STDOUT,
         )
+
+
+def _failures(instance, run_id: str) -> str:
+    """Why a run failed, in one line: failed steps (checks included) with their first error line."""
+    parts = []
+    for entry in instance.all_logs(run_id):
+        event = entry.dagster_event
+        if event is None or not event.is_step_failure:
+            continue
+        error = getattr(event.event_specific_data, "error", None)
+        first = (error.message.strip().splitlines() or [""])[0][:200] if error else ""
+        parts.append(f"{event.step_key}: {first}")
+    return (" — " + "; ".join(parts)) if parts else ""
 
 
 def stop(proc: subprocess.Popen) -> None:

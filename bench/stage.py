@@ -39,6 +39,13 @@ def _pipeline():
             dg.define_asset_job(
                 "bench_rules_job", selection=dg.AssetSelection.assets(["alerts", "alerts"])
             ),
+            # Only the digest path: the deliveries group also holds weekly KPI mail and more.
+            dg.define_asset_job(
+                "bench_digests_job",
+                selection=dg.AssetSelection.assets(
+                    ["ops", "crm_tasks"], ["ops", "digests"], ["ops", "outbox"]
+                ),
+            ),
         ]
     )
     merged = dg.Definitions.merge(defs, extra)
@@ -119,8 +126,12 @@ def marts(args) -> dict:
 
 def _dbt_slowest(run_id: str, top: int = 4) -> str:
     """The slowest dbt nodes of this run (dagster-dbt keeps run_results.json per invocation)."""
+    # The marts asset keeps one dbt target folder per warehouse (partial parsing between runs);
+    # older versions used dagster-dbt's folder per run.
+    stable = Path(os.environ["EA_DATA_DIR"]) / "dbt_target" / "marts" / "run_results.json"
     target = REPO / "dbt_project" / "target"
     found = sorted(target.glob(f"marts_dbt-{run_id[:7]}-*/run_results.json"))
+    found = [stable] if stable.exists() else found
     if not found:
         return "run_results.json not found"
     doc = json.loads(found[-1].read_text())
@@ -173,8 +184,8 @@ def rules(args) -> dict:
 
 
 def digests(args) -> dict:
-    _pipeline().run("deliveries_job")
-    mail = Path(os.environ["EA_DATA_DIR"]) / "mail"
+    _pipeline().run("bench_digests_job")
+    mail = Path(os.environ["BENCH_MAIL_DIR"])  # the tier's capture server stores mail here
     return {"emails_captured": len(list(mail.glob("*.eml")))}
 
 

@@ -57,6 +57,16 @@ class TaskStatus:
     notes: str = ""
 
 
+def _redact(text: str, headers: dict[str, str]) -> str:
+    """Hide credentials a server may echo back in an error body (e.g. the bearer token)."""
+    for value in headers.values():
+        parts = value.split()
+        for secret in {value, parts[-1] if parts else value}:
+            if len(secret) >= 8:
+                text = text.replace(secret, "[redacted]")
+    return text
+
+
 def _http(method: str, url: str, body: Any, headers: dict[str, str], timeout: float) -> Any:
     data = (
         None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
@@ -72,7 +82,7 @@ def _http(method: str, url: str, body: Any, headers: dict[str, str], timeout: fl
             raw = resp.read()
             return json.loads(raw) if raw else None
     except urllib.error.HTTPError as exc:
-        detail = exc.read()[:300].decode("utf-8", "replace")
+        detail = _redact(exc.read()[:300].decode("utf-8", "replace"), headers)
         where = f"{method} {urllib.parse.urlsplit(url).path}"
         if exc.code == 429:
             retry_after = _retry_after(exc.headers.get("Retry-After"))

@@ -71,12 +71,7 @@ def _grep_tree(root: Path) -> list[str]:
 # the first 300 bytes of an HTTP error body into the error, so a CRM that echoes the Authorization
 # header puts the bearer token into ops.outbox.last_error, logs, the Dagster event log and the
 # dead-letter mail. strict=True: once fixed this XPASSes and fails, so the marker gets removed.
-ECHO_LEAK = pytest.mark.xfail(
-    strict=True, reason="notifications/crm.py _http echoes the CRM error body unredacted"
-)
-
-
-@pytest.mark.parametrize("mode", [pytest.param("hubspot", marks=ECHO_LEAK), "webhook"])
+@pytest.mark.parametrize("mode", ["hubspot", "webhook"])
 def test_planted_secrets_never_leak(mode, ea_env, echo_server, tmp_path, monkeypatch, capfd):
     db = ea_env["DUCKDB_DATABASE"]
     con = duckdb.connect(str(db))

@@ -1,4 +1,4 @@
-"""Shared fixtures: an isolated data directory per test session and a small generated landing set."""
+"""Shared fixtures: an isolated data directory for each test (a private EA_* world)."""
 
 from __future__ import annotations
 

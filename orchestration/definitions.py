@@ -33,9 +33,8 @@ full_pipeline_job = dg.define_asset_job(
     description="Starts the daily run as soon as a landing day has been ingested.",
 )
 def daily_after_ingest_sensor(context: dg.SensorEvaluationContext, asset_event):
-    """One daily run per ingestion of raw events (keyed by that materialization)."""
-    run_key = f"daily:{asset_event.dagster_event.event_specific_data.materialization.partition}"
-    return dg.RunRequest(run_key=f"{run_key}:{asset_event.storage_id}")
+    """One daily run per ingestion run of raw events (a range backfill counts once)."""
+    return dg.RunRequest(run_key=f"daily-after:{asset_event.run_id}")
 
 
 defs = dg.Definitions.merge(

@@ -35,3 +35,31 @@ def ea_env(tmp_path, monkeypatch) -> dict[str, Path]:
         monkeypatch.setenv(key, str(value))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{data / 'mlflow.db'}")
     return env
+
+
+
+
+def _ignore_dead_defs_state_storage() -> None:
+    """Tests only: treat a defs-state storage whose instance is gone as no storage at all.
+
+    A `with instance:` block (dg.materialize makes one for an ephemeral instance) leaves the
+    instance's defs-state storage in a context variable after the block ends. Once that instance
+    is garbage-collected, the next definitions load (a second `dg.materialize` in the same test,
+    or the next test) fails with "undefined DagsterInstance weakref". The pipeline itself always
+    runs against a live, persistent instance, so this only affects test processes.
+    """
+    from dagster._core.storage.defs_state.base import DefsStateStorage
+
+    original = DefsStateStorage.get.__func__
+
+    def get(cls):
+        storage = original(cls)
+        ref = getattr(storage, "_instance_weakref", None)
+        if ref is not None and ref() is None:
+            return None
+        return storage
+
+    DefsStateStorage.get = classmethod(get)
+
+
+_ignore_dead_defs_state_storage()

@@ -27,3 +27,18 @@ def test_libraries_do_not_import_dagster():
             if "import dagster" in text or "from dagster" in text:
                 offenders.append(str(path.relative_to(root)))
     assert offenders == [], f"libraries must not import dagster: {offenders}"
+
+
+def test_daily_run_follows_an_ingestion(ea_env):
+    """A materialization of raw events asks for a daily run keyed by that ingestion run."""
+    from orchestration.definitions import daily_after_ingest_sensor
+
+    with dg.instance_for_test() as instance:
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(asset_key=["raw", "events"], partition="2025-03-04")
+        )
+        with dg.build_sensor_context(instance=instance) as context:
+            first = daily_after_ingest_sensor(context)
+            requests = list(first) if not isinstance(first, dg.RunRequest) else [first]
+            assert len(requests) == 1 and requests[0].run_key.startswith("daily-after:")
+            assert requests[0].job_name in (None, "daily_job")

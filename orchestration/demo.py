@@ -130,8 +130,9 @@ class Demo:
             instance=self.instance, resources=repo.get_top_level_resources()
         ) as context:
             result = sensor(context)
-        reason = getattr(result, "skip_reason", None) or ""
-        return str(reason)
+        # A sensor returns a SkipReason or a SensorResult carrying one; either way, its message.
+        reason = getattr(result, "skip_reason", None) or result
+        return getattr(reason, "skip_message", None) or "nothing to send"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -40,10 +40,22 @@ def print_summary(data: Path, mail: Path, seconds: float) -> None:
     )
     by_severity = _rows(
         con,
-        """select severity, count(*) filter (where status in ('open', 'acknowledged')),
-                  count(*) from alerts.alerts group by all
-           order by case severity when 'critical' then 0 when 'high' then 1
-                    when 'medium' then 2 else 3 end""",
+        """select severity,
+                  count(*) filter (where status in ('open', 'acknowledged')) as still_open,
+                  count(*) as raised
+           from alerts.alerts group by severity
+           order by min(case severity when 'critical' then 0 when 'high' then 1
+                        when 'medium' then 2 else 3 end)""",
+    )
+    at_risk = (
+        _rows(
+            con,
+            f"""select model_name, count(*) from ml.account_scores
+            where as_of_date = date '{as_of}' and band in ('high', 'very_high')
+            group by all order by 1""",
+        )
+        if as_of
+        else []
     )
     by_status = _rows(con, "select status, count(*) from alerts.alerts group by all order by 1")
     outbox = _rows(
@@ -61,6 +73,11 @@ def print_summary(data: Path, mail: Path, seconds: float) -> None:
         print("quarantined rows: " + ", ".join(f"{r} {n:,}" for r, n in quarantined))
     if tiers:
         print("health tiers today: " + ", ".join(f"{t} {n}" for t, n in tiers))
+    if at_risk:
+        print(
+            "accounts in the high/very high band today: "
+            + ", ".join(f"{m} {n}" for m, n in at_risk)
+        )
     if by_severity:
         print(
             "alerts by severity (open / all time): "
@@ -76,7 +93,7 @@ def print_summary(data: Path, mail: Path, seconds: float) -> None:
     print(f"  captured emails   open {mail / 'index.html'} in a browser (.eml files beside it)")
     print("  Dagster UI        make ui            then http://127.0.0.1:3000")
     print("  MLflow UI         make mlflow-ui     then http://127.0.0.1:5000")
-    print(f"  SQL               .venv/bin/python -m orchestration.sql   (read-only on {database})")
-    print("                    e.g. select * from analytics.open_alerts limit 10;")
+    print(f"  SQL (read-only)   .venv/bin/python -m warehouse.sql   (on {database})")
+    print('                    e.g. "select severity, count(*) from analytics.alerts group by 1"')
     print("  alerts CLI        .venv/bin/python -m alerts list --as <csm email>")
     print(f"  ground truth      {data / 'ground_truth'} (the simulator's hidden truth)")

@@ -12,6 +12,7 @@ from ml import registry
 from ml.anomaly import write_anomalies
 from ml.config import AnomalyConfig, InactivityConfig, TrainConfig, churn_config, expansion_config
 from ml.features import inactivity_labels
+from ml.feedback import feedback_labels, feedback_slice_metrics
 from ml.score import load_scoring_frame, score_frame, write_scores
 from ml.segment import segment_accounts, write_segments
 from ml.split import InsufficientLabelsError
@@ -111,6 +112,7 @@ def _model_asset(model_name: str) -> dg.AssetsDefinition:
         cfg = _train_config(model_name, config)
         with duckdb.get_connection() as con:
             frame = _load_training_frame(con, model_name, config, cfg.horizon_days)
+            feedback = feedback_labels(con)
         try:
             result = train_model(frame, cfg)
         except InsufficientLabelsError as exc:
@@ -118,11 +120,15 @@ def _model_asset(model_name: str) -> dg.AssetsDefinition:
         champion = registry.evaluate_champion_on_holdout(
             mlflow.tracking_uri, registered_name, result
         )
+        # CSM feedback on risk alerts is an evaluation slice of the churn model (docs/kpis.md).
+        slice_metrics = (
+            feedback_slice_metrics(result.model, frame, feedback) if model_name == "churn" else {}
+        )
         version = registry.log_and_register(
             result,
             mlflow.tracking_uri,
             paths.data / "mlflow-artifacts",
-            extra_metrics=champion,
+            extra_metrics={**champion, **slice_metrics},
             tags={"dagster_run_id": context.run_id, "label_source": config.label_source},
         )
         m = result.metrics
@@ -140,6 +146,7 @@ def _model_asset(model_name: str) -> dg.AssetsDefinition:
                 "model_pr_auc": m["model_pr_auc"],
                 "baseline_pr_auc": m["baseline_pr_auc"],
                 "model_roc_auc": m["model_roc_auc"],
+                "feedback_slice": dg.MetadataValue.json(slice_metrics),
                 "lead_share_ge_30d": dg.MetadataValue.float(
                     m.get(f"lead_share_ge_{cfg.lead_time_days}d", float("nan"))
                 ),

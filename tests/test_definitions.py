@@ -42,3 +42,15 @@ def test_daily_run_follows_an_ingestion(ea_env):
             requests = list(first) if not isinstance(first, dg.RunRequest) else [first]
             assert len(requests) == 1 and requests[0].run_key.startswith("daily-after:")
             assert requests[0].job_name in (None, "daily_job")
+
+
+def test_every_asset_that_sends_over_the_network_retries(ea_env):
+    """Assets that talk to SMTP or a CRM get a Dagster retry policy (transient faults heal)."""
+    from orchestration.definitions import defs
+
+    repo = defs.get_repository_def()
+    sending = [["ops", "crm_tasks"], ["ops", "digests"], ["ops", "kpi_email"]]
+    for path in sending:
+        key = dg.AssetKey(path)
+        policy = repo.asset_graph.get(key).assets_def.node_def.retry_policy
+        assert policy is not None and policy.max_retries >= 1, f"{key.to_user_string()} has none"

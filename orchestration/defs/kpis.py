@@ -16,7 +16,7 @@ from notifications.kpi_email import build_kpi_emails
 from notifications.outbox import deliver_due, enqueue, utcnow
 from notifications.schema import ensure_schema as ensure_ops_schema
 from orchestration.asof import AsOfConfig, resolve_as_of
-from orchestration.defs.deliveries import SmtpResource, _routing, _templates
+from orchestration.defs.deliveries import NETWORK_RETRY, SmtpResource, _routing, _templates
 from orchestration.defs.marts import MartsTranslator, dbt_project
 from orchestration.resources import PathsResource
 
@@ -211,6 +211,7 @@ def report_week(as_of: dt.date) -> dt.date:
     ],
     group_name="deliveries",
     kinds={"duckdb", "python"},
+    retry_policy=NETWORK_RETRY,
     description="The weekly KPI email to managers (their team) and admins (everyone) for the "
     "last complete week, through the outbox (key kpi:<email>:<monday>: once per week).",
 )

@@ -71,7 +71,26 @@ def run_outbox(con, args):
     deliver_due(con, {"email": smtp}, now, rng=random.Random(1), channels=["email"])
 
 
-STAGES = {"ingest": run_ingest, "alerts": run_alerts, "outbox": run_outbox}
+def run_score(con, args):
+    """Score one day with a small model trained the same way every time (fixed seeds)."""
+    import pandas as pd
+
+    from ml.config import churn_config
+    from ml.registry import ChampionModel
+    from ml.score import score_frame, write_scores
+    from ml.train import train_model
+    from tests.ml.synthetic import feature_grid
+
+    grid = feature_grid(horizon_days=28)
+    result = train_model(grid, churn_config(horizon_days=28, num_boost_round=40))
+    champion = ChampionModel(result.model, "churn_model", "1", "run-crash-test")
+    day = dt.date.fromisoformat(args.day)
+    frame = grid.assign(as_of_date=pd.to_datetime(grid["as_of_date"]).dt.date)
+    scores = score_frame(frame, champion, "churn", day, scored_at=dt.datetime(2025, 3, 31, 6))
+    write_scores(con, scores)
+
+
+STAGES = {"ingest": run_ingest, "alerts": run_alerts, "outbox": run_outbox, "score": run_score}
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser()

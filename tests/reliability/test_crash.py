@@ -93,6 +93,25 @@ def test_alert_evaluation_killed_mid_run(tmp_path):
     con.close()
 
 
+def test_scoring_killed_mid_write(tmp_path):
+    """A day re-scored over yesterday's rows: killed anywhere, the re-run leaves one clean set."""
+    from tests.ml.synthetic import feature_grid
+
+    days = sorted(set(feature_grid(horizon_days=28)["as_of_date"].astype(str).str[:10]))
+    base = tmp_path / "base.duckdb"
+    duckdb.connect(str(base)).close()
+    run_stage("score", base, "--day", days[-2])  # an earlier day already scored
+    run_stage("score", base, "--day", days[-1])  # and the day itself, scored once before
+    total, _ = _crash_and_rerun("score", base, tmp_path, ["--day", days[-1]])
+    con = duckdb.connect(str(tmp_path / "ref" / "w.duckdb"), read_only=True)
+    per_day = con.execute(
+        "select as_of_date, count(*), count(distinct account_id) from ml.account_scores "
+        "group by all order by 1"
+    ).fetchall()
+    con.close()
+    assert len(per_day) == 2 and all(n == distinct > 0 for _, n, distinct in per_day)
+
+
 def test_outbox_killed_mid_send_never_loses_mail(world, tmp_path):  # noqa: F811
     """Killed before every statement of a sending pass; then re-run until the outbox settles."""
     ref = fresh_copy(world, tmp_path / "ref" / "w.duckdb")

@@ -348,3 +348,27 @@ def requeue_dead(con, channel: str | None = None, now: dt.datetime | None = None
             {"now": now, "ids": ids},
         )
     return len(ids)
+
+
+def send_emails_now(
+    con,
+    deliveries: list[Delivery],
+    sender: Sender,
+    now: dt.datetime,
+    budget_seconds: float | None = None,
+) -> tuple[int, DeliveryReport]:
+    """Queue these emails (new keys only) and send exactly them now; the outbox retries the rest.
+
+    Returns (how many were new, the send report). Used wherever mail goes out at once: digests,
+    critical alerts and escalations, the weekly KPI email.
+    """
+    new = enqueue(con, deliveries, now)
+    report = deliver_due(
+        con,
+        {"email": sender},
+        now,
+        channels=["email"],
+        keys=[d.idempotency_key for d in deliveries],
+        budget_seconds=budget_seconds,
+    )
+    return new, report

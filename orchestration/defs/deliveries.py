@@ -14,7 +14,14 @@ from notifications.content import ContentConfig, MissingUpstreamError
 from notifications.crm import CrmConfig, connector
 from notifications.digest import build_critical_alerts, build_digests, build_escalations
 from notifications.mail import SmtpConfig, SmtpSender
-from notifications.outbox import dead_letters, deliver_due, enqueue, outbox_counts, utcnow
+from notifications.outbox import (
+    dead_letters,
+    deliver_due,
+    enqueue,
+    outbox_counts,
+    send_emails_now,
+    utcnow,
+)
 from notifications.schema import ensure_schema
 from notifications.tasks import TaskPolicy, build_crm_tasks, sync_task_status
 from orchestration.asof import AsOfConfig, resolve_as_of
@@ -220,14 +227,7 @@ def digests(
             ContentConfig(routing=_routing(paths)),
             now=dt.datetime.combine(as_of, dt.time(7)),
         )
-        new = enqueue(con, built, now)
-        report = deliver_due(
-            con,
-            {"email": smtp.sender()},
-            now,
-            channels=["email"],
-            keys=[d.idempotency_key for d in built],
-        )
+        new, report = send_emails_now(con, built, smtp.sender(), now)
         meta = _status_metadata(con)
     context.log.info(f"Digests for {as_of}: {len(built)} built, {new} new, {report.as_metadata()}")
     return dg.MaterializeResult(
@@ -296,14 +296,8 @@ def critical_alert_sensor(
             built += build_escalations(con, _templates(paths), content, now)
             if not built:
                 return dg.SkipReason("No new critical alerts or escalations.")
-            enqueue(con, built, now)
-            report = deliver_due(
-                con,
-                {"email": smtp.sender()},
-                now,
-                channels=["email"],
-                keys=[d.idempotency_key for d in built],
-                budget_seconds=SENSOR_BUDGET_SECONDS,
+            _, report = send_emails_now(
+                con, built, smtp.sender(), now, budget_seconds=SENSOR_BUDGET_SECONDS
             )
             meta = _status_metadata(con)
     except duckdb_lib.IOException as exc:

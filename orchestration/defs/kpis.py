@@ -13,7 +13,7 @@ from dagster_duckdb import DuckDBResource
 from ml.drift import drift_report
 from notifications.content import ContentConfig
 from notifications.kpi_email import build_kpi_emails
-from notifications.outbox import deliver_due, enqueue, utcnow
+from notifications.outbox import send_emails_now, utcnow
 from notifications.schema import ensure_schema as ensure_ops_schema
 from orchestration.asof import AsOfConfig, resolve_as_of
 from orchestration.defs.deliveries import NETWORK_RETRY, SmtpResource, _routing, _templates
@@ -233,14 +233,7 @@ def kpi_email(
             ContentConfig(routing=_routing(paths)),
             now=now,
         )
-        new = enqueue(con, built, now)
-        report = deliver_due(
-            con,
-            {"email": smtp.sender()},
-            now,
-            channels=["email"],
-            keys=[d.idempotency_key for d in built],
-        )
+        new, report = send_emails_now(con, built, smtp.sender(), now)
     context.log.info(f"KPI emails for the week of {week}: {len(built)} built, {new} new")
     return dg.MaterializeResult(
         metadata={

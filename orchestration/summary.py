@@ -9,9 +9,13 @@ import duckdb
 
 
 def _rows(con, sql: str) -> list[tuple]:
+    """The query's rows; none when its table does not exist yet (a stage that has not run).
+
+    Any other error is a bug in the query and is raised, not hidden behind an empty section.
+    """
     try:
         return con.execute(sql).fetchall()
-    except duckdb.Error:
+    except duckdb.CatalogException:
         return []
 
 

@@ -53,15 +53,27 @@ group by all
 """
 
 
-def event_files(landing_dir: Path) -> list[str]:
+def event_files(landing_dir: Path, day: str | None = None) -> list[str]:
+    """Every landed event file, or one landing day's (the limit for an incremental day)."""
     # Zero-byte files are legal (an empty export) but not gzip streams; skip them like the pipeline.
-    paths = Path(landing_dir).glob("*/events-*.jsonl.gz")
+    paths = Path(landing_dir).glob(f"{day or '*'}/events-*.jsonl.gz")
     return sorted(str(p) for p in paths if p.stat().st_size > 0)
 
 
-def duckdb_single_pass(landing_dir: Path, threads: int = 2) -> int:
-    """Daily per-account aggregates in one DuckDB pass over all files; returns the row count."""
-    files = event_files(landing_dir)
+def duckdb_daily_frame(landing_dir: Path, threads: int = 2) -> pd.DataFrame:
+    """The single pass's result itself (for checking the two references agree)."""
+    con = duckdb.connect()
+    con.execute(f"set threads = {threads}")
+    sql = DAILY_SQL.format(files=event_files(landing_dir), columns=EVENT_COLUMNS)
+    try:
+        return con.execute(sql).df()
+    finally:
+        con.close()
+
+
+def duckdb_single_pass(landing_dir: Path, threads: int = 2, day: str | None = None) -> int:
+    """Daily per-account aggregates in one DuckDB pass over all files (or one day's); row count."""
+    files = event_files(landing_dir, day)
     con = duckdb.connect()
     con.execute(f"set threads = {threads}")
     sql = DAILY_SQL.format(files=files, columns=EVENT_COLUMNS)
@@ -70,50 +82,78 @@ def duckdb_single_pass(landing_dir: Path, threads: int = 2) -> int:
     return int(rows)
 
 
-def _read_lines(path: str) -> list[dict]:
-    records = []
+def _read_day(path: str) -> pd.DataFrame:
+    """One landed file as the few columns the aggregates need; malformed lines are skipped."""
+    rows = []
     with gzip.open(path, "rt", encoding="utf-8", errors="replace") as fh:
         for line in fh:
             try:
-                record = json.loads(line)
+                r = json.loads(line)
             except ValueError:
                 continue
-            if isinstance(record, dict):
-                records.append(record)
-    return records
+            if not isinstance(r, dict):
+                continue
+            props = r.get("properties")
+            duration = props.get("duration_seconds") if isinstance(props, dict) else None
+            rows.append(
+                (r.get("messageId"), r.get("groupId"), r.get("userId"), r.get("event"),
+                 r.get("timestamp"), duration)
+            )  # fmt: skip
+    return pd.DataFrame(
+        rows, columns=["messageId", "groupId", "userId", "event", "timestamp", "duration"]
+    )
+
+
+EVENT_COUNTS = {
+    "logins": "Session Started",
+    "docs_viewed": "Document Viewed",
+    "docs_downloaded": "Document Downloaded",
+    "docs_shared": "Document Shared",
+    "feature_events": "Feature Used",
+}
 
 
 def pandas_daily(landing_dir: Path) -> int:
     """The same aggregates plus 28-day rolling sums, in plain pandas; returns the row count."""
-    frames = []
+    return len(pandas_daily_frame(landing_dir))
+
+
+def pandas_daily_frame(landing_dir: Path) -> pd.DataFrame:
+    """The per-account daily aggregates, with the 28-day rolling sums computed on top.
+
+    Written the way a careful pandas user would for data larger than memory: one landed file
+    at a time, duplicates dropped against the message ids seen so far (kept as 64-bit hashes),
+    partial sums per file, distinct users per account-day kept as triples, everything combined
+    at the end. Memory grows with account-days and ids, not with the events' text.
+    """
+    seen: set[int] = set()
+    sums, users = [], []
     for path in event_files(landing_dir):
-        records = _read_lines(path)
-        if records:
-            frames.append(pd.json_normalize(records))
-    events = pd.concat(frames, ignore_index=True)
-    events = events.drop_duplicates("messageId")
-    events["event_at"] = pd.to_datetime(events["timestamp"], errors="coerce", utc=True)
-    events = events.dropna(subset=["event_at", "groupId"])
-    events["activity_date"] = events["event_at"].dt.floor("D")
-    duration = pd.to_numeric(events.get("properties.duration_seconds"), errors="coerce")
-    events["session_seconds"] = duration.where(events["event"] == "Session Ended", 0).fillna(0)
-    for name, event in {
-        "logins": "Session Started",
-        "docs_viewed": "Document Viewed",
-        "docs_downloaded": "Document Downloaded",
-        "docs_shared": "Document Shared",
-        "feature_events": "Feature Used",
-    }.items():
-        events[name] = (events["event"] == event).astype("int64")
-    daily = events.groupby(["groupId", "activity_date"]).agg(
-        active_users=("userId", "nunique"),
-        logins=("logins", "sum"),
-        session_minutes=("session_seconds", lambda s: s.sum() / 60.0),
-        docs_viewed=("docs_viewed", "sum"),
-        docs_downloaded=("docs_downloaded", "sum"),
-        docs_shared=("docs_shared", "sum"),
-        feature_events=("feature_events", "sum"),
-    )
+        events = _read_day(path).dropna(subset=["messageId"])
+        ids = pd.util.hash_array(events["messageId"].to_numpy(dtype=object))
+        fresh = ~pd.Series(ids).duplicated().to_numpy()
+        fresh &= [int(h) not in seen for h in ids]
+        seen.update(int(h) for h in ids[fresh])
+        events = events[fresh]
+        events["event_at"] = pd.to_datetime(
+            events["timestamp"], errors="coerce", utc=True, format="ISO8601"
+        )
+        events = events.dropna(subset=["event_at", "groupId"])
+        if events.empty:
+            continue
+        events["activity_date"] = events["event_at"].dt.floor("D")
+        duration = pd.to_numeric(events["duration"], errors="coerce")
+        events["session_seconds"] = duration.where(events["event"] == "Session Ended", 0).fillna(0)
+        for name, event in EVENT_COUNTS.items():
+            events[name] = (events["event"] == event).astype("int64")
+        keys = ["groupId", "activity_date"]
+        sums.append(events.groupby(keys)[["session_seconds", *EVENT_COUNTS]].sum())
+        users.append(events[[*keys, "userId"]].drop_duplicates())
+    # Late events land in later files: combine the partial sums, count users once per day.
+    daily = pd.concat(sums).groupby(level=[0, 1]).sum()
+    daily["session_minutes"] = daily.pop("session_seconds") / 60.0
+    active = pd.concat(users).drop_duplicates().groupby(["groupId", "activity_date"]).size()
+    daily["active_users"] = active
     daily = daily.reset_index().sort_values(["groupId", "activity_date"])
     rolled = (
         daily.set_index("activity_date")
@@ -123,4 +163,4 @@ def pandas_daily(landing_dir: Path) -> int:
     )
     # The rolling frame is the point of the exercise: its size proves it was computed.
     assert len(rolled) == len(daily)
-    return len(daily)
+    return daily

@@ -206,7 +206,7 @@ def rules_10k(args) -> dict:
 def ref_duckdb(args) -> dict:
     from bench.references import duckdb_single_pass
 
-    return {"rows": duckdb_single_pass(Path(args.landing))}
+    return {"rows": duckdb_single_pass(Path(args.landing), day=args.day or None)}
 
 
 def ref_pandas(args) -> dict:
@@ -235,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--days", default="", help="first..last landing day (ingest)")
     parser.add_argument("--full-refresh", action="store_true")
     parser.add_argument("--landing", default="")
+    parser.add_argument("--day", default="", help="one landing day only (ref_duckdb)")
     parser.add_argument("--out", default="")
     parser.add_argument("--accounts", type=int, default=0)
     parser.add_argument("--start", default="")

@@ -51,10 +51,13 @@ def test_summary_ratios_and_targets():
         "ingest_day": {"seconds": 1.0},
         "marts_day": {"seconds": 2.0},
         "ref_duckdb": {"seconds": 5.0},
-        "ref_pandas": {"seconds": 300.0},
+        "ref_pandas": {"seconds": 300.0, "peak_rss_mib": 9000.0},
+        "ref_duckdb_day": {"seconds": 0.5},
         "rules_10k": {"day1_seconds": 0.4, "day2_seconds": 1.5},
     }
     s = summarise(figures)
+    # The pandas reference's memory is not ours: the peak is the pipeline's own.
+    assert s["day_vs_duckdb_day"] == 6.0
     assert s["full_vs_duckdb"] == 6.0 and s["meets"]["full_vs_duckdb"] is False
     assert s["pandas_vs_full"] == 10.0 and s["meets"]["pandas_vs_full"] is True
     assert s["incremental_share"] == 0.1 and s["meets"]["incremental_share"] is True
@@ -95,3 +98,18 @@ def test_markdown_shows_unmeasured_figures_as_dashes():
     assert "| ingest, full backfill | 1.50 | 100.00 |" in text
     assert "10 days" in text
     assert "| — | <= 3x | — |" in text
+
+
+def test_merge_keeps_tiers_this_run_did_not_measure(tmp_path, ea_env):
+    out = tmp_path / "out"
+    out.mkdir()
+    old = {"tier": "large", "config": {"accounts": 5, "start": "2025-01-01", "end": "2025-01-02"},
+           "stages": {}, "summary": summarise({})}  # fmt: skip
+    (out / "latest.json").write_text(json.dumps({"tiers": [old]}))
+    common = [f"--out={out}", f"--cache={tmp_path / 'c'}", f"--work={tmp_path / 'w'}"]
+    main(["--tiers=tiny", "--stages=rules_10k", "--merge", *common])
+    merged = json.loads((out / "latest.json").read_text())
+    assert [t["tier"] for t in merged["tiers"]] == ["tiny", "large"]
+    assert "| large |" in (out / "latest.md").read_text()
+    main(["--tiers=tiny", "--stages=rules_10k", *common])
+    assert [t["tier"] for t in json.loads((out / "latest.json").read_text())["tiers"]] == ["tiny"]

@@ -144,6 +144,8 @@ def raw_landing(context: dg.AssetExecutionContext, duckdb: DuckDBResource, paths
                 description=r.description,
                 metadata={
                     "checked_rows": r.checked_rows,
+                    "rows_in_scope": r.rows_in_scope,
+                    "scope": r.scope,
                     "unexpected_count": r.unexpected_count,
                     "failing_examples": dg.MetadataValue.json(r.examples),
                 },

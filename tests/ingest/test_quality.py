@@ -39,3 +39,36 @@ def test_checks_pass_on_a_clean_load_and_fail_on_a_broken_batch(landing, con):
     assert broken["event_at_not_future"].blocking
     assert not broken["event_name_canonical"].blocking
     assert broken["event_name_canonical"].examples == ["Teleported"]
+
+
+def test_a_long_backfill_is_sampled_per_day_but_every_duplicate_is_seen(landing, con, monkeypatch):
+    from ingest import load_landing_days, quality
+
+    monkeypatch.setattr(quality, "SAMPLE_ROWS", 4)
+    day1 = [event(f"a{i}") for i in range(5)]
+    day2 = [event(f"b{i}", ts="2025-03-05T09:00:00Z") for i in range(5)]
+    write_day(landing, "2025-03-04", events=day1, accounts=[account("a1")],
+              users=[user("u1", "a1")])  # fmt: skip
+    write_day(landing, "2025-03-05", events=day2)
+    load_landing_days(con, landing)
+    days = [DAY, d("2025-03-05")]
+    clean = results(check_events(con, days))
+    assert all(r.passed for r in clean.values())
+    # Two rows of each day reach GX, and the metadata says so.
+    canonical = clean["event_name_canonical"]
+    assert (canonical.checked_rows, canonical.rows_in_scope) == (4, 10)
+    assert "4 of 10 rows" in canonical.scope
+
+    # A copy stored around the loader under another day is found whatever the sample holds.
+    con.execute(
+        """
+        insert into raw.events (message_id, account_id, event_name, event_at, event_date,
+                                landing_date, source_file, source_line, loaded_at)
+        select message_id, account_id, event_name, event_at, event_date, '2025-03-05',
+               'x', 99, now()
+        from raw.events where message_id = 'a3'
+        """
+    )
+    dup = results(check_events(con, days))["message_id_unique"]
+    assert not dup.passed and dup.unexpected_count == 2 and dup.examples == ["a3", "a3"]
+    assert dup.checked_rows <= 6

@@ -28,19 +28,16 @@ CANDIDATE_COLUMNS = (
     "duration_seconds double, campaign_id varchar, properties varchar"
 )
 
-_JSON_PATHS = (
-    "$.messageId",
-    "$.userId",
-    "$.groupId",
-    "$.event",
-    "$.timestamp",
-    "$.properties",
-    "$.type",
-    "$.properties.duration_seconds",
-    "$.properties.session_id",
-    "$.properties.document_id",
-    "$.properties.feature",
-    "$.properties.campaign_id",
+# One parse per line: the top-level fields as JSON fragments (their first character tells their
+# JSON type), then the properties object's fields the same way. Cheaper than extracting each path
+# and calling json_type on it (about 40 % of the parsing time on the benchmark data).
+_TOP = (
+    '{"type": "JSON", "messageId": "JSON", "userId": "JSON", "groupId": "JSON", '
+    '"event": "JSON", "timestamp": "JSON", "properties": "JSON"}'
+)
+_PROPS = (
+    '{"duration_seconds": "JSON", "session_id": "JSON", "document_id": "JSON", '
+    '"feature": "JSON", "campaign_id": "JSON"}'
 )
 
 
@@ -60,7 +57,6 @@ def _sql_list(values) -> str:
 
 def _parse_json_lines(con) -> None:
     """Turn `_ev_lines` into `_ev_cand`: typed fields plus the first structural problem per line."""
-    paths = ", ".join(f"'{p}'" for p in _JSON_PATHS)
     con.execute(f"create or replace temp table _ev_cand ({CANDIDATE_COLUMNS})")
     # Malformed lines first, in their own statement: JSON functions raise on invalid input even
     # inside a CASE, so only valid objects may reach the extraction below.
@@ -84,29 +80,44 @@ def _parse_json_lines(con) -> None:
         with obj as (
             -- try(): the optimiser may evaluate this before the filter, and JSON functions
             -- raise on the malformed lines handled above.
-            select landing_date, source_file, source_line, line,
-                   try(json_extract(line, [{paths}])) as f
+            select landing_date, source_file, source_line,
+                   try(json_transform(line, '{_TOP}')) as f
             from _ev_lines
             where read_error is null and trim(line) <> '' and json_valid(line)
               and starts_with(ltrim(line), '{{')
         ),
-        typed as (
-            select
-                landing_date, source_file, source_line, line,
-                nullif(f[1] ->> '$', '') as message_id, json_type(f[1]) as t_message_id,
-                nullif(f[2] ->> '$', '') as user_id, json_type(f[2]) as t_user_id,
-                nullif(f[3] ->> '$', '') as account_id, json_type(f[3]) as t_account_id,
-                nullif(f[4] ->> '$', '') as event_name, json_type(f[4]) as t_event_name,
-                nullif(f[5] ->> '$', '') as ts_text, json_type(f[5]) as t_ts,
-                try_cast(f[5] ->> '$' as timestamptz) at time zone 'UTC' as event_at,
-                json_type(f[6]) as t_properties, f[6]::varchar as properties,
-                f[7] ->> '$' as event_type,
-                json_type(f[8]) as t_duration, try_cast(f[8] ->> '$' as double) as duration_seconds,
-                f[9] ->> '$' as session_id,
-                f[10] ->> '$' as document_id,
-                f[11] ->> '$' as feature,
-                f[12] ->> '$' as campaign_id
+        props as (
+            select *,
+                   case when left(f.properties, 1) = '{{'
+                        then json_transform(f.properties, '{_PROPS}') end as p
             from obj
+        ),
+        typed as (
+            -- A fragment is NULL for a missing key or a JSON null; otherwise its first
+            -- character is its type: '"' a string, '{{' an object, '-' or a digit a number.
+            select
+                landing_date, source_file, source_line,
+                nullif(f.messageId ->> '$', '') as message_id,
+                coalesce(left(f.messageId, 1) = '"', true) as ok_message_id,
+                nullif(f.userId ->> '$', '') as user_id,
+                coalesce(left(f.userId, 1) = '"', true) as ok_user_id,
+                nullif(f.groupId ->> '$', '') as account_id,
+                coalesce(left(f.groupId, 1) = '"', true) as ok_account_id,
+                nullif(f.event ->> '$', '') as event_name,
+                coalesce(left(f.event, 1) = '"', true) as ok_event_name,
+                nullif(f.timestamp ->> '$', '') as ts_text,
+                coalesce(left(f.timestamp, 1) = '"', true) as ok_ts,
+                try_cast(f.timestamp ->> '$' as timestamptz) at time zone 'UTC' as event_at,
+                coalesce(left(f.properties, 1) = '{{', true) as ok_properties,
+                f.properties::varchar as properties,
+                f.type ->> '$' as event_type,
+                coalesce(regexp_full_match(p.duration_seconds, '-?[0-9].*'), true) as ok_duration,
+                try_cast(p.duration_seconds ->> '$' as double) as duration_seconds,
+                p.session_id ->> '$' as session_id,
+                p.document_id ->> '$' as document_id,
+                p.feature ->> '$' as feature,
+                p.campaign_id ->> '$' as campaign_id
+            from props
         ),
         checked as (
             select *,
@@ -117,19 +128,19 @@ def _parse_json_lines(con) -> None:
                     case when event_name is null then 'event' end,
                     case when ts_text is null then 'timestamp' end) as missing,
                 concat_ws(', ',
-                    case when t_message_id not in ('VARCHAR', 'NULL') then 'messageId' end,
-                    case when t_account_id not in ('VARCHAR', 'NULL') then 'groupId' end,
-                    case when t_user_id not in ('VARCHAR', 'NULL') then 'userId' end,
-                    case when t_event_name not in ('VARCHAR', 'NULL') then 'event' end,
-                    case when t_ts not in ('VARCHAR', 'NULL') or event_at is null then 'timestamp'
-                    end,
-                    case when t_properties not in ('OBJECT', 'NULL') then 'properties' end,
-                    case when t_duration not in ('BIGINT', 'UBIGINT', 'DOUBLE', 'NULL')
-                        then 'properties.duration_seconds' end) as wrong_type
+                    case when not ok_message_id then 'messageId' end,
+                    case when not ok_account_id then 'groupId' end,
+                    case when not ok_user_id then 'userId' end,
+                    case when not ok_event_name then 'event' end,
+                    case when not ok_ts or event_at is null then 'timestamp' end,
+                    case when not ok_properties then 'properties' end,
+                    case when not ok_duration then 'properties.duration_seconds' end) as wrong_type
             from typed
         )
         select
-            landing_date, source_file, source_line, line,
+            -- raw_record stays empty here: the few quarantined rows take their line from
+            -- _ev_lines at the end instead of every row carrying a copy through each step.
+            landing_date, source_file, source_line, null,
             case
                 when missing <> '' then 'missing_field'
                 when wrong_type <> '' then 'bad_type'
@@ -156,12 +167,14 @@ def finish_events(
     bytes_read: dict[dt.date, int],
     started: float,
     source: str = "events",
+    lines_table: str | None = None,
 ) -> dict[dt.date, SourceStats]:
     """Validate `_ev_cand` against the snapshots, then replace the given days' rows in raw tables.
 
     Must run inside a transaction; handles any number of landing days at once. Rules: a message
     id belongs to the earliest landing day holding it; rows of opted-out users or non-consenting
     accounts (as of the latest snapshot on or before the landing day) are dropped and counted.
+    Candidates without a `raw_record` take it from `lines_table` (same day, file and line).
     """
     days = {"dates": sorted(dates)}
     first_with_rows = con.execute("select min(landing_date) from _ev_cand").fetchone()[0]
@@ -270,12 +283,19 @@ def finish_events(
         "delete from raw.quarantine where source = $source and list_contains($dates, landing_date)",
         {**days, "source": source},
     )
+    lines = (
+        f"left join {lines_table} l using (landing_date, source_file, source_line)"
+        if lines_table
+        else ""
+    )
+    record = "coalesce(c.raw_record, l.line)" if lines_table else "c.raw_record"
     con.execute(
-        """
+        f"""
         insert into raw.quarantine
-        select $source, landing_date, source_file, source_line, reason, detail, raw_record,
-               now()::timestamp
-        from _ev_class where reason is not null
+        select $source, c.landing_date, c.source_file, c.source_line, c.reason, c.detail,
+               {record}, now()::timestamp
+        from _ev_class c {lines}
+        where c.reason is not null
         """,
         {"source": source},
     )
@@ -364,7 +384,10 @@ def load_events_days(con, landing_dir: Path, dates: list[dt.date]) -> dict[dt.da
             for path in paths:
                 load_lines(con, "_ev_lines", path, relative_name(path, Path(landing_dir)), d)
         _parse_json_lines(con)
-        return finish_events(con, list(dates), files=files, bytes_read=sizes, started=started)
+        return finish_events(
+            con, list(dates), files=files, bytes_read=sizes, started=started,
+            lines_table="_ev_lines",
+        )  # fmt: skip
 
 
 def load_events(con, landing_dir: Path, landing_date: dt.date) -> SourceStats:

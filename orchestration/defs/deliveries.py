@@ -2,6 +2,7 @@
 
 import datetime as dt
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from orchestration.asof import AsOfConfig, resolve_as_of
 from orchestration.resources import PathsResource
 
 OUTBOX = dg.AssetKey(["ops", "outbox"])
+CRITICAL = dg.AssetKey(["ops", "critical_alerts"])
 # A sensor evaluation times out after 60 s by default: stop starting sends well before that.
 SENSOR_BUDGET_SECONDS = 30.0
 UPSTREAM = [dg.AssetKey(["alerts", "alerts"]), dg.AssetKey(["marts", "dim_accounts"])]
@@ -166,8 +168,44 @@ def _status_metadata(con) -> dict[str, Any]:
 
 
 @dg.asset(
-    key=["ops", "crm_tasks"],
+    key=CRITICAL,
     deps=UPSTREAM,
+    group_name="deliveries",
+    kinds={"duckdb", "python"},
+    retry_policy=NETWORK_RETRY,
+    description="Critical alerts (and SLA escalations) by email as soon as the alerts are "
+    "evaluated, in the same run: one email per alert, never twice (outbox key).",
+)
+def critical_alerts(
+    context: dg.AssetExecutionContext,
+    duckdb: DuckDBResource,
+    paths: PathsResource,
+    smtp: SmtpResource,
+) -> dg.MaterializeResult:
+    started = time.perf_counter()
+    now = utcnow()
+    with duckdb.get_connection() as con:
+        ensure_schema(con)
+        built = _critical_and_escalations(con, paths, now)
+        new, report = send_emails_now(con, built, smtp.sender(), now)
+        meta = _status_metadata(con)
+    context.log.info(f"critical alerts: {len(built)} built, {new} new, {report.as_metadata()}")
+    return dg.MaterializeResult(
+        metadata={
+            "critical_built": len(built),
+            "new_emails": new,
+            **report.as_metadata(),
+            **meta,
+            "examples": [d.subject for d in built[:3]],
+            "seconds": round(time.perf_counter() - started, 3),
+        }
+    )
+
+
+@dg.asset(
+    key=["ops", "crm_tasks"],
+    # After the critical emails: nothing else in the run may delay them.
+    deps=[*UPSTREAM, CRITICAL],
     group_name="deliveries",
     kinds={"duckdb", "python"},
     retry_policy=NETWORK_RETRY,
@@ -271,6 +309,13 @@ def no_dead_letters(duckdb: DuckDBResource) -> dg.AssetCheckResult:
     )
 
 
+def _critical_and_escalations(con, paths: PathsResource, now: dt.datetime) -> list:
+    """Critical alerts not yet in the outbox, plus SLA breaches (just as urgent)."""
+    content = ContentConfig(routing=_routing(paths))
+    built = build_critical_alerts(con, _templates(paths), content, now)
+    return built + build_escalations(con, _templates(paths), content, now)
+
+
 def _busy(exc: Exception) -> bool:
     return "lock" in str(exc).lower()
 
@@ -278,8 +323,8 @@ def _busy(exc: Exception) -> bool:
 @dg.sensor(
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Sends critical alerts (and SLA escalations) by email as soon as they are raised, "
-    "not at digest time.",
+    description="Safety net for critical alerts (and SLA escalations) raised outside a daily run; "
+    "inside one, the ops/critical_alerts asset sends them right after the alerts.",
 )
 def critical_alert_sensor(
     context: dg.SensorEvaluationContext,
@@ -290,10 +335,7 @@ def critical_alert_sensor(
     now = utcnow()
     try:
         with duckdb.get_connection() as con:
-            content = ContentConfig(routing=_routing(paths))
-            built = build_critical_alerts(con, _templates(paths), content, now)
-            # SLA breaches recorded by the alerts stage are just as urgent.
-            built += build_escalations(con, _templates(paths), content, now)
+            built = _critical_and_escalations(con, paths, now)
             if not built:
                 return dg.SkipReason("No new critical alerts or escalations.")
             _, report = send_emails_now(
@@ -398,7 +440,7 @@ deliveries_job = dg.define_asset_job(
 )
 
 defs = dg.Definitions(
-    assets=[crm_tasks, digests, outbox],
+    assets=[critical_alerts, crm_tasks, digests, outbox],
     asset_checks=[no_dead_letters],
     sensors=[critical_alert_sensor, outbox_retry_sensor, crm_status_sync_sensor],
     jobs=[deliveries_job],

@@ -181,12 +181,20 @@ def _range_request(keys: list[str], run_key: str) -> dg.RunRequest:
     return dg.RunRequest(run_key=run_key, tags=partition_range_tags(keys[0], keys[-1]))
 
 
-@dg.sensor(job=ingest_job, minimum_interval_seconds=30)
+# The job the sensor and the schedule launch: ingestion plus the daily assets in one run, defined
+# in orchestration/definitions.py where the whole asset graph is known.
+LANDING_DAY_JOB = "landing_day_job"
+
+
+# Listing a few folders and reading their manifests is cheap; a short interval keeps the time
+# from a landed folder to its critical email low (the daemon's sensor loop runs every 5 s).
+@dg.sensor(job_name=LANDING_DAY_JOB, minimum_interval_seconds=5)
 def landing_sensor(context: dg.SensorEvaluationContext, paths: PathsResource):
     """Register complete landing folders as partitions and load new or re-exported days.
 
     New days found together are added in date order and loaded in one range run; a day whose
-    manifest changed is re-loaded alone. Run keys carry the manifest hash, so nothing launches
+    manifest changed is re-loaded alone. Each run then builds the daily assets (marts, scores,
+    alerts, critical emails, digests). Run keys carry the manifest hash, so nothing launches
     twice for the same files.
     """
     seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
@@ -215,10 +223,11 @@ def _digest(parts: list[str]) -> str:
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
-@dg.schedule(job=ingest_job, cron_schedule="30 6 * * *", execution_timezone="UTC")
+@dg.schedule(job_name=LANDING_DAY_JOB, cron_schedule="30 6 * * *", execution_timezone="UTC")
 def ingest_daily(context: dg.ScheduleEvaluationContext, paths: PathsResource):
     """Each morning, load every complete landing day not loaded yet: days the sensor missed
-    and days whose earlier run failed (e.g. a corrupt file since re-exported) are retried.
+    and days whose earlier run failed (e.g. a corrupt file since re-exported) are retried,
+    with the daily assets in the same run.
     """
     found = {d.isoformat(): h for d, h in find_landing_days(paths.landing).items()}
     if not found:

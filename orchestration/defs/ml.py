@@ -8,17 +8,20 @@ import dagster as dg
 import yaml
 from dagster_duckdb import DuckDBResource
 
-from ml import registry
 from ml.anomaly import write_anomalies
 from ml.config import AnomalyConfig, InactivityConfig, TrainConfig, churn_config, expansion_config
 from ml.features import inactivity_labels
-from ml.feedback import feedback_labels, feedback_slice_metrics
-from ml.score import load_scoring_frame, score_frame, write_scores
+from ml.feedback import feedback_labels
 from ml.segment import segment_accounts, write_segments
 from ml.split import InsufficientLabelsError
-from ml.train import train_model
 from orchestration.asof import AsOfConfig, resolve_as_of
 from orchestration.resources import PathsResource
+
+# mlflow, scikit-learn and lightgbm (ml.registry, ml.score, ml.train) take seconds to import, and
+# every run process, sensor and test imports these definitions: the assets that need them import
+# them when they run. The registered model names are ml.registry.REGISTERED_NAMES (a test keeps
+# the two in step).
+REGISTERED_NAMES = {"churn": "churn_model", "expansion": "expansion_model"}
 
 GROUP = "ml"
 HOLIDAYS_FILE = "holidays.yml"
@@ -91,7 +94,7 @@ def _load_training_frame(con, model_name: str, run: TrainingConfig, horizon_days
 
 
 def _model_asset(model_name: str) -> dg.AssetsDefinition:
-    registered_name = registry.REGISTERED_NAMES[model_name]
+    registered_name = REGISTERED_NAMES[model_name]
 
     @dg.asset(
         key=["ml", f"{model_name}_model"],
@@ -108,6 +111,10 @@ def _model_asset(model_name: str) -> dg.AssetsDefinition:
         paths: PathsResource,
         mlflow: MlflowResource,
     ) -> dg.MaterializeResult:
+        from ml import registry
+        from ml.feedback import feedback_slice_metrics
+        from ml.train import train_model
+
         started = time.monotonic()
         cfg = _train_config(model_name, config)
         with duckdb.get_connection() as con:
@@ -170,7 +177,7 @@ def _metrics_table(m: dict[str, float], champion: dict[str, float]) -> str:
 
 
 def _promotion_check(model_name: str, asset: dg.AssetsDefinition) -> dg.AssetChecksDefinition:
-    registered_name = registry.REGISTERED_NAMES[model_name]
+    registered_name = REGISTERED_NAMES[model_name]
 
     @dg.asset_check(
         asset=asset,
@@ -180,6 +187,8 @@ def _promotion_check(model_name: str, asset: dg.AssetsDefinition) -> dg.AssetChe
         "champion and the heuristic baseline on the same holdout.",
     )
     def _check(context: dg.AssetCheckExecutionContext, mlflow: MlflowResource):
+        from ml import registry
+
         event = context.instance.get_latest_materialization_event(asset.key)
         if event is None or event.asset_materialization is None:
             return dg.AssetCheckResult(
@@ -228,6 +237,9 @@ def account_scores(
     duckdb: DuckDBResource,
     mlflow: MlflowResource,
 ) -> dg.MaterializeResult:
+    from ml import registry
+    from ml.score import load_scoring_frame, score_frame, write_scores
+
     started = time.monotonic()
     with duckdb.get_connection() as con:
         as_of = resolve_as_of(con, config)
@@ -236,7 +248,7 @@ def account_scores(
         except ValueError as exc:
             raise dg.Failure(str(exc)) from exc
     scored, missing = [], []
-    for model_name, registered_name in registry.REGISTERED_NAMES.items():
+    for model_name, registered_name in REGISTERED_NAMES.items():
         champion = registry.load_champion(mlflow.tracking_uri, registered_name, missing_ok=True)
         if champion is None:
             missing.append(registered_name)
@@ -333,6 +345,8 @@ def anomalies(
     description="ml.segments: KMeans engagement segments for the as-of date, named from centres.",
 )
 def segments(config: AsOfConfig, duckdb: DuckDBResource) -> dg.MaterializeResult:
+    from ml.score import load_scoring_frame
+
     started = time.monotonic()
     with duckdb.get_connection() as con:
         as_of = resolve_as_of(con, config)

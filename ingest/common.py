@@ -113,65 +113,134 @@ def manifest_files(folder: Path) -> set[str] | None:
     return set(files) if files else None
 
 
-def load_lines(con, table: str, path: Path, name: str, landing_date: dt.date) -> int:
-    """Append every physical line of a text file (plain or .gz) to `table` with its line number.
+def load_many_lines(con, table: str, files: list[tuple[Path, str, dt.date]]) -> int:
+    """Append every physical line of many text files (plain or .gz) to `table`, in one scan.
 
-    `table` has (landing_date, source_file, source_line, line, read_error). Lines the reader
-    rejects (invalid UTF-8, a stray separator byte) keep their number and get `read_error`, so
-    they can be quarantined; a file that cannot be decompressed or read at all fails loudly.
-    Returns the number of lines.
+    `files` holds (path, name in raw tables, landing day); `table` has (landing_date,
+    source_file, source_line, line, read_error). Lines the reader rejects (invalid UTF-8, a stray
+    separator byte) keep their number and get `read_error`, so they can be quarantined; a file
+    that cannot be decompressed or read at all fails loudly. Returns the number of lines.
+
+    Line numbers rely on this: a `row_number() over ()` over a
+    scan without ORDER BY numbers the rows in scan order (DuckDB preserves insertion order and
+    runs this window as a streaming, single-threaded operator), and a multi-file scan yields the
+    files one after another in list order. A file's first line is then its smallest number, which
+    does not depend on any order. If the scan fails, the files are probed one by one so the
+    error names the file that cannot be read.
     """
-    if path.stat().st_size == 0:
+    files = [f for f in files if Path(f[0]).stat().st_size > 0]
+    if not files:
         return 0
-    exists = con.execute(
-        "select count(*) from duckdb_tables() where table_name = '_ingest_rejects'"
-    ).fetchone()[0]
-    if exists:
-        con.execute("delete from _ingest_rejects")
+    if not con.execute("select current_setting('preserve_insertion_order')").fetchone()[0]:
+        raise IngestError(
+            "this DuckDB connection has preserve_insertion_order = false, so event lines could "
+            "get wrong line numbers; run `set preserve_insertion_order = true` before loading."
+        )
+    con.execute("drop table if exists _ingest_rejects")
+    con.execute("drop table if exists _ingest_reject_scans")
+    params = {
+        "paths": [str(p) for p, _, _ in files],
+        "names": [n for _, n, _ in files],
+        "days": [d for _, _, d in files],
+    }
+    con.execute(
+        "create or replace temp table _ingest_names as select unnest($paths) as path, "
+        "unnest($names) as source_file, unnest($days)::date as landing_date",
+        params,
+    )
     try:
         con.execute(
             """
             create or replace temp table _ingest_file as
-            select row_number() over () as k, line
-            from read_csv(?, columns = {'line': 'VARCHAR'}, delim = chr(31), quote = '',
+            select row_number() over () as k, filename as path, line
+            from read_csv($paths, columns = {'line': 'VARCHAR'}, delim = chr(31), quote = '',
                           escape = '', header = false, auto_detect = false, parallel = false,
-                          store_rejects = true, rejects_table = '_ingest_rejects',
+                          filename = true, store_rejects = true,
+                          rejects_table = '_ingest_rejects',
                           rejects_scan = '_ingest_reject_scans')
             """,
-            [str(path)],
+            {"paths": params["paths"]},
         )
     except duckdb.Error as exc:
-        raise IngestError(
-            f"cannot read {path}: {exc}. The file is corrupt or truncated; re-export it "
-            "(and its manifest) and re-run this landing day."
-        ) from exc
-    # Rejected lines drop out of the scan, so good line k sits at the k-th line number that was
-    # not rejected.
-    con.execute(
-        """
-        create or replace temp table _ingest_rejected as
-        select line as source_line, any_value(csv_line) as line,
-               string_agg(distinct error_type, ', ') as read_error
-        from _ingest_rejects group by line
-        """
-    )
+        raise _unreadable(con, [Path(p) for p, _, _ in files], exc) from exc
+    has_rejects = con.execute(
+        "select count(*) from duckdb_tables() where table_name = '_ingest_rejects'"
+    ).fetchone()[0]
+    if has_rejects:
+        con.execute(
+            """
+            create or replace temp table _ingest_rejected as
+            select s.file_path as path, r.line as source_line, any_value(r.csv_line) as line,
+                   string_agg(distinct r.error_type, ', ') as read_error
+            from _ingest_rejects r join _ingest_reject_scans s using (scan_id, file_id)
+            group by all
+            """
+        )
+    else:
+        con.execute(
+            "create or replace temp table _ingest_rejected (path varchar, source_line bigint, "
+            "line varchar, read_error varchar)"
+        )
+    # Most files have no rejected line: their k-th line is line k. In a file with rejected
+    # lines, the k-th good line sits at the k-th line number that was not rejected.
     inserted = con.execute(
         f"""
         insert into {table}
-        with total as (
-            select (select count(*) from _ingest_file)
-                   + (select count(*) from _ingest_rejected) as n
+        with numbered as (
+            select path, line, k - min(k) over (partition by path) + 1 as kf
+            from _ingest_file
         ),
-        numbers as (
-            select row_number() over (order by l) as k, l
-            from range(1, (select n from total) + 1) t(l)
-            where l not in (select source_line from _ingest_rejected)
+        dirty as (
+            select r.path, r.n + coalesce(g.n, 0) as n
+            from (select path, count(*) as n from _ingest_rejected group by path) r
+            left join (
+                select path, count(*) as n from _ingest_file
+                where path in (select path from _ingest_rejected) group by path
+            ) g using (path)
+        ),
+        dirty_numbers as (
+            select path, row_number() over (partition by path order by l) as kf, l
+            from (select path, unnest(range(1, n + 1)) as l from dirty) t
+            where not exists (
+                select 1 from _ingest_rejected r where r.path = t.path and r.source_line = t.l
+            )
+        ),
+        good as (
+            select n.path, coalesce(dn.l, n.kf) as source_line, n.line
+            from numbered n left join dirty_numbers dn using (path, kf)
         )
-        select $day, $name, n.l, f.line, null from _ingest_file f join numbers n using (k)
+        select f.landing_date, f.source_file, g.source_line, g.line, null
+        from good g join _ingest_names f using (path)
         union all
-        select $day, $name, source_line, line, 'unreadable line: ' || read_error
-        from _ingest_rejected
-        """,
-        {"day": landing_date, "name": name},
+        select f.landing_date, f.source_file, r.source_line, r.line,
+               'unreadable line: ' || r.read_error
+        from _ingest_rejected r join _ingest_names f using (path)
+        """
     )
     return inserted.fetchone()[0]
+
+
+def _unreadable(con, paths: list[Path], exc: Exception) -> IngestError:
+    """The error for a failed multi-file scan, naming the first file that cannot be read."""
+    # The failed statement aborted the caller's transaction; a cursor has its own.
+    probe = con.cursor()
+    try:
+        for path in paths:
+            try:
+                probe.execute(
+                    "select count(*) from read_csv(?, columns = {'line': 'VARCHAR'}, "
+                    "delim = chr(31), quote = '', escape = '', header = false, "
+                    "auto_detect = false, ignore_errors = true)",
+                    [str(path)],
+                )
+            except duckdb.Error as file_exc:
+                return IngestError(
+                    f"cannot read {path}: {file_exc}. The file is corrupt or truncated; "
+                    "re-export it (and its manifest) and re-run this landing day."
+                )
+    finally:
+        probe.close()
+    return IngestError(
+        f"cannot read the event files {', '.join(map(str, paths))}: {exc}. Check that they are "
+        "complete JSON Lines files (plain or gzip) and re-run these landing days."
+    )

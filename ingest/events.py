@@ -10,7 +10,7 @@ from ingest.common import (
     IngestError,
     SourceStats,
     day_dir,
-    load_lines,
+    load_many_lines,
     manifest_files,
     relative_name,
     transaction,
@@ -377,12 +377,14 @@ def load_events_days(con, landing_dir: Path, dates: list[dt.date]) -> dict[dt.da
             "create or replace temp table _ev_lines (landing_date date, source_file varchar, "
             "source_line bigint, line varchar, read_error varchar)"
         )
+        to_read = []
         for d in dates:
             paths = event_files(day_dir(landing_dir, d))
             files[d] = len(paths)
             sizes[d] = sum(p.stat().st_size for p in paths)
-            for path in paths:
-                load_lines(con, "_ev_lines", path, relative_name(path, Path(landing_dir)), d)
+            to_read += [(p, relative_name(p, Path(landing_dir)), d) for p in paths]
+        # One scan over all the batch's files instead of one per file.
+        load_many_lines(con, "_ev_lines", to_read)
         _parse_json_lines(con)
         return finish_events(
             con, list(dates), files=files, bytes_read=sizes, started=started,

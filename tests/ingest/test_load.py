@@ -266,3 +266,36 @@ def test_undecodable_snapshot_row_is_quarantined(landing, con):
     assert quarantine(con, "accounts") == [(3, "bad_value")]
     assert stats.sources["accounts"].rows_loaded == len(ACCOUNTS) - 1
     assert stats.events.rows_loaded == 1
+
+
+def test_line_numbers_stay_right_when_a_batch_reads_many_files_in_one_scan(landing, con):
+    first_day(landing, [event("m1"), event("m2"), "{oops"])
+    lines = [json.dumps(event("n1", ts="2025-03-05T01:00:00Z")).encode(), b'{"bad": "\xff"}',
+             json.dumps(event("n3", ts="2025-03-05T01:00:00Z")).encode()]  # fmt: skip
+    second = [event("p1", ts="2025-03-05T02:00:00Z"), "[]", event("p3", ts="2025-03-05T02:00:00Z")]
+    write_day(
+        landing,
+        "2025-03-05",
+        events=second,
+        extra_event_files={"events-001.jsonl.gz": gzip.compress(b"\n".join(lines))},
+    )
+    load_landing_days(con, landing)  # both days in one batch, three files in one scan
+    stored = con.execute(
+        "select message_id, source_file, source_line from raw.events order by 1"
+    ).fetchall()
+    assert stored == [
+        ("m1", "2025-03-04/events-000.jsonl.gz", 1),
+        ("m2", "2025-03-04/events-000.jsonl.gz", 2),
+        ("n1", "2025-03-05/events-001.jsonl.gz", 1),
+        ("n3", "2025-03-05/events-001.jsonl.gz", 3),
+        ("p1", "2025-03-05/events-000.jsonl.gz", 1),
+        ("p3", "2025-03-05/events-000.jsonl.gz", 3),
+    ]
+    bad = con.execute(
+        "select source_file, source_line, reason from raw.quarantine order by 1, 2"
+    ).fetchall()
+    assert bad == [
+        ("2025-03-04/events-000.jsonl.gz", 3, "malformed_json"),
+        ("2025-03-05/events-000.jsonl.gz", 2, "malformed_json"),
+        ("2025-03-05/events-001.jsonl.gz", 2, "malformed_json"),
+    ]

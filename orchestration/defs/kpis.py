@@ -4,6 +4,7 @@ import datetime as dt
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -135,10 +136,15 @@ def kpis_dbt(
     """`dbt build` of the outcome and KPI models as of the run's date (after deliveries)."""
     with duckdb.get_connection() as con:
         as_of = resolve_as_of(con, config)
-    args = ["build", "--vars", json.dumps({"as_of_date": as_of.isoformat()})]
+    # As in marts_dbt: without an explicit date dbt's own default is the same day (the latest
+    # landed), and identical --vars from day to day plus one target folder per warehouse let
+    # dbt parse partially instead of re-reading the whole project (a few seconds per run).
+    variables = {"as_of_date": as_of.isoformat()} if config.as_of_date else {}
+    args = ["build", "--vars", json.dumps(variables)]
+    target = Path(duckdb.database).resolve().parent / "dbt_target" / "kpis"
     started = time.perf_counter()
     # Buffered: the metadata below needs the database after dbt has let go of it.
-    events = list(dbt.cli(args, context=context).stream())
+    events = list(dbt.cli(args, context=context, target_path=target).stream())
     seconds = round(time.perf_counter() - started, 2)
     with duckdb.get_connection() as con:
         extra = kpi_metadata(con)

@@ -40,13 +40,13 @@ def test_the_merged_definitions_include_the_marts_job_and_assets():
     assert dg.AssetKey(["marts", "ml_features"]) in graph.get_all_asset_keys()
 
 
-def test_first_run_builds_all_history_in_month_batches():
+def test_first_run_builds_all_history_in_year_batches():
     marts = marts_module()
     w = marts.build_window(as_of=D(2025, 6, 30), first_landed=D(2025, 1, 1), latest_built=None)
     assert (w.start, w.end, w.batch_size, w.full_refresh) == (
         D(2025, 1, 1),
         D(2025, 7, 1),
-        "month",
+        "year",
         True,
     )
 
@@ -57,7 +57,7 @@ def test_daily_run_rebuilds_the_new_day_and_the_late_event_lookback():
     assert (w.start, w.end, w.batch_size, w.full_refresh) == (
         D(2025, 6, 25),
         D(2025, 7, 1),
-        "day",
+        "month",
         False,
     )
     # skipped days are caught up; a replay of an older day still covers its lookback
@@ -78,10 +78,13 @@ def test_build_args_pass_the_as_of_date_and_health_config_as_vars():
     assert args[args.index("--event-time-end") + 1] == "2025-07-01"
     variables = json.loads(args[args.index("--vars") + 1])
     assert variables["as_of_date"] == "2025-06-30"
-    assert variables["microbatch_size"] == "day"
+    assert variables["microbatch_size"] == "month"
     assert variables["health_score"]["components"]["seat_utilisation"]["weight"] == 30
+    # daily runs skip dbt's unit tests (they test the SQL, not the day); full refreshes run them
+    assert args[args.index("--exclude-resource-type") + 1] == "unit_test"
     full = marts.build_window(D(2025, 6, 30), D(2025, 1, 1), None)
-    assert "--full-refresh" in marts.dbt_build_args(full, {})
+    full_args = marts.dbt_build_args(full, {})
+    assert "--full-refresh" in full_args and "--exclude-resource-type" not in full_args
 
 
 def test_health_config_file_and_dbt_defaults_are_identical():

@@ -53,7 +53,7 @@ def test_one_incremental_day_equals_a_full_refresh(built, tmp_path):
     assert result.success
     meta = result.get_asset_materialization_events()[0].materialization.metadata
     assert meta["full_refresh"].value is False
-    assert meta["batch_size"].value == "day"
+    assert meta["batch_size"].value == "month"
     assert meta["rebuilt_from"].value == (rawdata.END - dt.timedelta(days=5)).isoformat()
     for table in TABLES:
         counts = full.query(f"select count(*) from {table}")

@@ -26,6 +26,7 @@ users as (
         snapshot_date,
         user_role
     from {{ ref('stg_raw__users') }}
+    where snapshot_date <= {{ as_of_date() }}
 
 ),
 
@@ -64,25 +65,40 @@ per_user_day as (
 
 ),
 
-role_on_day as (
+numbered_snapshots as (
 
-    -- the latest user snapshot on or before the day; before the first snapshot, the first one
     select
-        per_user_day.user_id,
-        per_user_day.activity_date,
-        users.user_role
-    from per_user_day
-    inner join users
-        on
-            per_user_day.user_id = users.user_id
-            and users.snapshot_date <= {{ as_of_date() }}
-    qualify row_number() over (
-        partition by per_user_day.user_id, per_user_day.activity_date
-        order by
-            case when users.snapshot_date <= per_user_day.activity_date then 0 else 1 end asc nulls last,
-            case when users.snapshot_date <= per_user_day.activity_date then users.snapshot_date end desc nulls last,
-            users.snapshot_date asc nulls last
-    ) = 1
+        user_id,
+        snapshot_date,
+        user_role,
+        row_number() over (
+            partition by user_id order by snapshot_date asc nulls last
+        ) as snapshot_number,
+        lag(user_role) over (
+            partition by user_id order by snapshot_date asc nulls last
+        ) as previous_role
+    from users
+    -- only the users active in this batch: a day's batch then reads a few thousand snapshots
+    where user_id in (select per_user_day.user_id from per_user_day)
+
+),
+
+role_periods as (
+
+    -- weekly snapshots collapsed to the days each role held: usually one period per user, so
+    -- the join below matches one row per user-day instead of every snapshot of the user. The
+    -- first period also covers the days before the first snapshot.
+    select
+        user_id,
+        user_role,
+        case when snapshot_number > 1 then snapshot_date end as valid_from,
+        lead(snapshot_date) over (
+            partition by user_id order by snapshot_date asc nulls last
+        ) as valid_to
+    from numbered_snapshots
+    where
+        snapshot_number = 1
+        or coalesce(user_role, '') != coalesce(previous_role, '')
 
 ),
 
@@ -95,8 +111,8 @@ final as (
         per_user_day.account_id,
         per_user_day.user_id,
         per_user_day.activity_date,
-        coalesce(role_on_day.user_role, 'unknown') as user_role,
-        coalesce(role_on_day.user_role = 'admin', false) as is_admin,
+        coalesce(role_periods.user_role, 'unknown') as user_role,
+        coalesce(role_periods.user_role = 'admin', false) as is_admin,
         per_user_day.portal_events > 0 as is_active,
         per_user_day.sessions,
         per_user_day.session_minutes,
@@ -105,10 +121,12 @@ final as (
         per_user_day.csm_emails_opened,
         per_user_day.csm_emails_clicked
     from per_user_day
-    left join role_on_day
+    -- the role of the latest snapshot on or before the day (before the first one, the first)
+    left join role_periods
         on
-            per_user_day.user_id = role_on_day.user_id
-            and per_user_day.activity_date = role_on_day.activity_date
+            per_user_day.user_id = role_periods.user_id
+            and (role_periods.valid_from is null or per_user_day.activity_date >= role_periods.valid_from)
+            and (role_periods.valid_to is null or per_user_day.activity_date < role_periods.valid_to)
 
 )
 

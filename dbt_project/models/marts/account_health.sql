@@ -1,6 +1,11 @@
 -- Daily account health per as-of date: rolling windows, trends, utilisation, recency, renewal,
 -- and a 0-100 score whose per-component points are kept as score_* columns.
 -- Each row reads only engagement on or before its own as_of_date (point in time).
+-- Rolling windows are window functions over whole days of the dense daily fact (RANGE frames
+-- over a day number, so a gap in an account's days is never counted as a day); distinct users
+-- and features per window come from running sums of +1/-1 steps (macros/windows.sql), because
+-- count(distinct) cannot be a window function on Spark. Each input row is read a few times
+-- instead of once per later day that looks back at it.
 {{
     config(
         materialized='incremental',
@@ -29,10 +34,22 @@
 {%- set windows = [('7d', 6, 0), ('prev_7d', 13, 7), ('28d', 27, 0), ('prev_28d', 55, 28), ('90d', 89, 0)] %}
 {%- set settings = health_score_settings() %}
 {%- set components = health_component_names() %}
-{#- In a microbatch run only the batch's days are scored; inputs are bounded to 90 days before. -#}
+{#- Distinct-count windows over user and feature days: (name, first_back, last_back). -#}
+{%- set user_windows = [('7d', 6, 0), ('28d', 27, 0), ('prev_28d', 55, 28), ('90d', 89, 0)] %}
+{%- set feature_windows = [
+    ('feature_breadth_28d', 'catalog', 27, 0),
+    ('feature_breadth_prev_28d', 'catalog', 55, 28),
+    ('premium_feature_breadth_28d', 'premium', 27, 0),
+] %}
+{#- In a microbatch run only the batch's days are scored; inputs are bounded to the 90 days
+    before the batch and to its last day (windows only look back). -#}
 {%- set batch = model.get('batch') if model is mapping else none %}
 {%- set batch_start = batch.get('event_time_start') if batch else none %}
+{%- set batch_end = batch.get('event_time_end') if batch else none %}
 {%- set lower_bound = add_days(-90, "cast('" ~ (batch_start | string)[:10] ~ "' as date)") if batch_start else none %}
+{%- set upper_bound = "cast('" ~ (batch_end | string)[:10] ~ "' as date)" if batch_end else none %}
+{#- Whole days since a fixed date: the ORDER BY of every RANGE frame below. -#}
+{%- set day_number = days_between("cast('2000-01-01' as date)", 'activity_date') %}
 
 with
 
@@ -45,28 +62,35 @@ calendar as (
 
 daily as (
 
-    select * from {{ ref('fct_account_daily_engagement').render() }}
-    {%- if lower_bound %}
-    where activity_date >= {{ lower_bound }}
-    {%- endif %}
+    select
+        *,
+        {{ day_number }} as day_number
+    from {{ ref('fct_account_daily_engagement').render() }}
+    where activity_date is not null{{ within_days('activity_date', lower_bound, upper_bound) }}
 
 ),
 
 user_days as (
 
-    select * from {{ ref('int_user_days_aggregated').render() }}
-    {%- if lower_bound %}
-    where activity_date >= {{ lower_bound }}
-    {%- endif %}
+    select
+        account_id,
+        user_id,
+        is_admin,
+        {{ day_number }} as day_number
+    from {{ ref('int_user_days_aggregated').render() }}
+    where is_active{{ within_days('activity_date', lower_bound, upper_bound) }}
 
 ),
 
 feature_days as (
 
-    select * from {{ ref('int_feature_usage_aggregated').render() }}
-    {%- if lower_bound %}
-    where activity_date >= {{ lower_bound }}
-    {%- endif %}
+    select
+        account_id,
+        feature_name,
+        is_premium,
+        {{ day_number }} as day_number
+    from {{ ref('int_feature_usage_aggregated').render() }}
+    where is_catalog_feature{{ within_days('activity_date', lower_bound, upper_bound) }}
 
 ),
 
@@ -76,136 +100,198 @@ account_versions as (
 
 ),
 
-grid as (
+engagement_running as (
 
-    -- every account-day of the fact on the days being scored
+    -- running sums over the account's dense daily fact: each row is read once per window
     select
-        daily.account_id,
-        calendar.as_of_date
-    from calendar
-    inner join daily
-        on calendar.as_of_date = daily.activity_date
+        account_id,
+        activity_date,
+        day_number,
+        {%- for name, data_type in summed %}
+            {%- for window, first_back, last_back in windows %}
+                cast(coalesce(sum({{ name }}) over (
+                    partition by account_id order by day_number asc nulls last
+                    {{ day_frame(first_back, last_back) }}
+                ), 0) as {{ data_type }}) as {{ name }}_{{ window }},
+            {%- endfor %}
+        {%- endfor %}
+        cast(count(case when not is_data_landed then 1 end) over (
+            partition by account_id order by day_number asc nulls last {{ day_frame(6, 0) }}
+        ) as integer) as missing_days_7d,
+        cast(count(case when not is_data_landed then 1 end) over (
+            partition by account_id order by day_number asc nulls last {{ day_frame(27, 0) }}
+        ) as integer) as missing_days_28d,
+        min(activity_date) over (
+            partition by account_id order by day_number asc nulls last {{ day_frame(89, 0) }}
+        ) as window_first_date
+    from daily
 
 ),
 
 engagement_windows as (
 
+    -- every account-day of the fact on the days being scored
     select
-        grid.account_id,
-        grid.as_of_date,
+        engagement_running.account_id,
+        calendar.as_of_date,
         {%- for name, data_type in summed %}
             {%- for window, first_back, last_back in windows %}
-                cast(coalesce(sum(case
-                    when
-                        daily.activity_date >= {{ add_days(-first_back, 'grid.as_of_date') }}
-                        and daily.activity_date <= {{ add_days(-last_back, 'grid.as_of_date') }}
-                        then daily.{{ name }}
-                end), 0) as {{ data_type }}) as {{ name }}_{{ window }},
+                engagement_running.{{ name }}_{{ window }},
             {%- endfor %}
         {%- endfor %}
-        cast(count(case
-            when daily.activity_date >= {{ add_days(-6, 'grid.as_of_date') }} and not daily.is_data_landed
-                then 1
-        end) as integer) as missing_days_7d,
-        cast(count(case
-            when daily.activity_date >= {{ add_days(-27, 'grid.as_of_date') }} and not daily.is_data_landed
-                then 1
-        end) as integer) as missing_days_28d,
-        min(daily.activity_date) as window_first_date
-    from grid
-    inner join daily
-        on
-            grid.account_id = daily.account_id
-            and daily.activity_date >= {{ add_days(-89, 'grid.as_of_date') }}
-            and grid.as_of_date >= daily.activity_date
-    group by grid.account_id, grid.as_of_date
+        engagement_running.missing_days_7d,
+        engagement_running.missing_days_28d,
+        engagement_running.window_first_date,
+        engagement_running.day_number
+    from calendar
+    inner join engagement_running
+        on calendar.as_of_date = engagement_running.activity_date
 
 ),
 
-user_windows as (
+user_next_days as (
+
+    -- each user's active days with the next one (for distinct counts without count(distinct) over)
+    select
+        account_id,
+        is_admin,
+        day_number,
+        lead(day_number) over (
+            partition by account_id, user_id order by day_number asc nulls last
+        ) as next_day_number
+    from user_days
+
+),
+
+admin_next_days as (
 
     select
-        grid.account_id,
-        grid.as_of_date,
-        {%- for window, first_back, last_back in windows if window != 'prev_7d' %}
-            cast(count(distinct case
-                when
-                    user_days.is_active
-                    and user_days.activity_date >= {{ add_days(-first_back, 'grid.as_of_date') }}
-                    and user_days.activity_date <= {{ add_days(-last_back, 'grid.as_of_date') }}
-                    then user_days.user_id
-            end) as bigint) as active_users_{{ window }},
+        account_id,
+        day_number,
+        lead(day_number) over (
+            partition by account_id, user_id order by day_number asc nulls last
+        ) as next_day_number
+    from user_days
+    where is_admin
+
+),
+
+feature_next_days as (
+
+    select
+        account_id,
+        is_premium,
+        day_number,
+        lead(day_number) over (
+            partition by account_id, feature_name order by day_number asc nulls last
+        ) as next_day_number
+    from feature_days
+
+),
+
+
+
+steps as (
+
+    {%- for window, first_back, last_back in user_windows %}
+    {{ last_sighting_steps('user_next_days', 'active_users_' ~ window, first_back, last_back) }}
+    union all
+    {%- endfor %}
+    {{ last_sighting_steps('admin_next_days', 'admin_active_users_28d', 27, 0) }}
+    {%- for metric, kind, first_back, last_back in feature_windows %}
+    union all
+    {{ last_sighting_steps('feature_next_days', metric, first_back, last_back, 'is_premium' if kind == 'premium' else '') }}
+    {%- endfor %}
+    union all
+    -- the days of user activity themselves (recency), and every scored day
+    select
+        account_id,
+        case when is_admin then 'admin_active' else 'active' end as metric,
+        day_number,
+        0 as step
+    from user_next_days
+    union all
+    select
+        account_id,
+        'scored' as metric,
+        day_number,
+        0 as step
+    from engagement_windows
+
+),
+
+step_days as (
+
+    select
+        account_id,
+        day_number,
+        {%- for window, first_back, last_back in user_windows %}
+        sum(case when metric = 'active_users_{{ window }}' then step else 0 end) as active_users_{{ window }},
         {%- endfor %}
-        cast(count(distinct case
-            when
-                user_days.is_active and user_days.is_admin
-                and user_days.activity_date >= {{ add_days(-27, 'grid.as_of_date') }}
-                then user_days.user_id
-        end) as bigint) as admin_active_users_28d,
-        max(case when user_days.is_active then user_days.activity_date end) as last_active_date,
-        max(case when user_days.is_active and user_days.is_admin then user_days.activity_date end)
-            as last_admin_active_date
-    from grid
-    inner join user_days
-        on
-            grid.account_id = user_days.account_id
-            and user_days.activity_date >= {{ add_days(-89, 'grid.as_of_date') }}
-            and grid.as_of_date >= user_days.activity_date
-    group by grid.account_id, grid.as_of_date
+        sum(case when metric = 'admin_active_users_28d' then step else 0 end) as admin_active_users_28d,
+        {%- for metric, kind, first_back, last_back in feature_windows %}
+        sum(case when metric = '{{ metric }}' then step else 0 end) as {{ metric }},
+        {%- endfor %}
+        max(case when metric in ('active', 'admin_active') then day_number end) as active_day_number,
+        max(case when metric = 'admin_active' then day_number end) as admin_active_day_number
+    from steps
+    group by account_id, day_number
 
 ),
 
-feature_windows as (
+distinct_running as (
 
     select
-        grid.account_id,
-        grid.as_of_date,
-        cast(count(distinct case
-            when
-                feature_days.activity_date >= {{ add_days(-27, 'grid.as_of_date') }}
-                and feature_days.is_catalog_feature
-                then feature_days.feature_name
-        end) as bigint) as feature_breadth_28d,
-        cast(count(distinct case
-            when
-                feature_days.activity_date <= {{ add_days(-28, 'grid.as_of_date') }}
-                and feature_days.is_catalog_feature
-                then feature_days.feature_name
-        end) as bigint) as feature_breadth_prev_28d,
-        cast(count(distinct case
-            when
-                feature_days.activity_date >= {{ add_days(-27, 'grid.as_of_date') }}
-                and feature_days.is_premium
-                then feature_days.feature_name
-        end) as bigint) as premium_feature_breadth_28d
-    from grid
-    inner join feature_days
-        on
-            grid.account_id = feature_days.account_id
-            and feature_days.activity_date >= {{ add_days(-55, 'grid.as_of_date') }}
-            and grid.as_of_date >= feature_days.activity_date
-    group by grid.account_id, grid.as_of_date
+        account_id,
+        day_number,
+        {%- for window, first_back, last_back in user_windows %}
+        cast(sum(active_users_{{ window }}) over (
+            partition by account_id order by day_number asc nulls last
+            rows between unbounded preceding and current row
+        ) as bigint) as active_users_{{ window }},
+        {%- endfor %}
+        {%- for metric in ['admin_active_users_28d'] + feature_windows | map(attribute=0) | list %}
+        cast(sum({{ metric }}) over (
+            partition by account_id order by day_number asc nulls last
+            rows between unbounded preceding and current row
+        ) as bigint) as {{ metric }},
+        {%- endfor %}
+        max(active_day_number) over (
+            partition by account_id order by day_number asc nulls last {{ day_frame(89, 0) }}
+        ) as last_active_day_number,
+        max(admin_active_day_number) over (
+            partition by account_id order by day_number asc nulls last {{ day_frame(89, 0) }}
+        ) as last_admin_active_day_number
+    from step_days
 
 ),
 
 measured as (
 
     select
-        engagement_windows.*,
-        {%- for window, first_back, last_back in windows if window != 'prev_7d' %}
-            coalesce(user_windows.active_users_{{ window }}, 0) as active_users_{{ window }},
+        engagement_windows.account_id,
+        engagement_windows.as_of_date,
+        {%- for name, data_type in summed %}
+            {%- for window, first_back, last_back in windows %}
+                engagement_windows.{{ name }}_{{ window }},
+            {%- endfor %}
         {%- endfor %}
-        coalesce(user_windows.admin_active_users_28d, 0) as admin_active_users_28d,
-        coalesce(feature_windows.feature_breadth_28d, 0) as feature_breadth_28d,
-        coalesce(feature_windows.feature_breadth_prev_28d, 0) as feature_breadth_prev_28d,
-        coalesce(feature_windows.premium_feature_breadth_28d, 0) as premium_feature_breadth_28d,
+        engagement_windows.missing_days_7d,
+        engagement_windows.missing_days_28d,
+        engagement_windows.window_first_date,
+        {%- for window, first_back, last_back in user_windows %}
+            coalesce(distinct_running.active_users_{{ window }}, 0) as active_users_{{ window }},
+        {%- endfor %}
+        {%- for metric in ['admin_active_users_28d'] + feature_windows | map(attribute=0) | list %}
+            coalesce(distinct_running.{{ metric }}, 0) as {{ metric }},
+        {%- endfor %}
         -- no activity in the 90-day window: count from the window's first day (at most 90)
         coalesce(
-            {{ days_between('user_windows.last_active_date', 'engagement_windows.as_of_date') }},
+            cast(engagement_windows.day_number - distinct_running.last_active_day_number as integer),
             {{ days_between('engagement_windows.window_first_date', 'engagement_windows.as_of_date') }} + 1
         ) as days_since_last_activity,
         coalesce(
-            {{ days_between('user_windows.last_admin_active_date', 'engagement_windows.as_of_date') }},
+            cast(engagement_windows.day_number - distinct_running.last_admin_active_day_number as integer),
             {{ days_between('engagement_windows.window_first_date', 'engagement_windows.as_of_date') }} + 1
         ) as days_since_admin_activity,
         account_versions.plan,
@@ -216,14 +302,10 @@ measured as (
         account_versions.csm_email,
         account_versions.manager_email
     from engagement_windows
-    left join user_windows
+    left join distinct_running
         on
-            engagement_windows.account_id = user_windows.account_id
-            and engagement_windows.as_of_date = user_windows.as_of_date
-    left join feature_windows
-        on
-            engagement_windows.account_id = feature_windows.account_id
-            and engagement_windows.as_of_date = feature_windows.as_of_date
+            engagement_windows.account_id = distinct_running.account_id
+            and engagement_windows.day_number = distinct_running.day_number
     inner join account_versions
         on
             engagement_windows.account_id = account_versions.account_id

@@ -135,44 +135,64 @@ def _typed(col: Col) -> str:
     return f"try_cast({ref} as {_SQL_TYPES[col.kind]})"
 
 
-def _read_csv(con, path: Path, source: CsvSource) -> list[str]:
-    """Read a CSV into `_csv` as text with line numbers; returns its extra (padding) columns."""
-    con.execute("drop table if exists _csv")
-    exists = con.execute(
-        "select count(*) from duckdb_tables() where table_name = '_csv_rejects'"
-    ).fetchone()[0]
-    if exists:
-        con.execute("delete from _csv_rejects")
-    if path.stat().st_size == 0:
-        cols = ", ".join(f"{_q(c.name)} varchar" for c in source.columns)
-        con.execute(f"create temp table _csv (source_line bigint, {cols})")
-        return []
+def _read_csv(con, files: list[tuple[Path, str, dt.date]], source: CsvSource) -> list[str]:
+    """Read CSV files that share one header into `_csv`, all text, in one scan.
+
+    `_csv` has landing_date, source_file, source_line (the data row number + 1, per file; see
+    `load_many_lines` for the order it relies on) and the columns; returns its extra (padding)
+    columns.
+    """
+    for table in ("_csv", "_csv_file", "_csv_rejects", "_csv_reject_scans"):
+        con.execute(f"drop table if exists {table}")
+    paths = [str(p) for p, _, _ in files]
+    con.execute(
+        "create or replace temp table _csv_names as select unnest($paths) as path, "
+        "unnest($names) as source_file, unnest($days)::date as landing_date",
+        {"paths": paths, "names": [n for _, n, _ in files], "days": [d for _, _, d in files]},
+    )
     try:
         con.execute(
             """
-            create temp table _csv as
-            select row_number() over () + 1 as source_line, *
-            from read_csv(?, delim = ',', quote = '"', escape = '"', header = true,
+            create temp table _csv_file as
+            select row_number() over () as _k, *
+            from read_csv($paths, delim = ',', quote = '"', escape = '"', header = true,
                           all_varchar = true, null_padding = true, parallel = false,
-                          store_rejects = true, rejects_table = '_csv_rejects',
-                          rejects_scan = '_csv_reject_scans')
+                          filename = '_path', store_rejects = true,
+                          rejects_table = '_csv_rejects', rejects_scan = '_csv_reject_scans')
             """,
-            [str(path)],
+            {"paths": paths},
         )
     except duckdb.Error as exc:
         raise IngestError(
-            f"cannot read {path}: {exc}. Re-export the file as comma-separated UTF-8 with a "
-            "header row and re-run this landing day."
+            f"cannot read {', '.join(paths)}: {exc}. Re-export the file as comma-separated UTF-8 "
+            "with a header row and re-run this landing day."
         ) from exc
-    present = [r[0] for r in con.execute("describe _csv").fetchall()][1:]
+    present = [r[0] for r in con.execute("describe _csv_file").fetchall()]
+    present = [c for c in present if c not in ("_k", "_path")]
+    if present == ["column0"]:
+        # Only blank lines: no header and no rows, so zero rows.
+        cols = ", ".join(f"null::varchar as {_q(c.name)}" for c in source.columns)
+        con.execute(
+            f"create temp table _csv as select null::date as landing_date, "
+            f"null::varchar as source_file, null::bigint as source_line, {cols} limit 0"
+        )
+        return []
     missing = [c.name for c in source.columns if c.name not in present]
-    if missing and len(present) == 1 and present[0] == "column0":
-        missing = []  # an empty or header-less file: handled as zero rows below
     if missing:
         raise IngestError(
-            f"{path} lacks the column(s) {', '.join(missing)} (found: {', '.join(present)}); "
-            f"the header of {source.file} must name: {', '.join(c.name for c in source.columns)}."
+            f"{', '.join(paths)} lacks the column(s) {', '.join(missing)} (found: "
+            f"{', '.join(present)}); the header of {source.file} must name: "
+            f"{', '.join(c.name for c in source.columns)}."
         )
+    con.execute(
+        """
+        create temp table _csv as
+        select n.landing_date, n.source_file,
+               f._k - min(f._k) over (partition by f._path) + 2 as source_line,
+               f.* exclude (_k, _path)
+        from _csv_file f join _csv_names n on n.path = f._path
+        """
+    )
     expected = {c.name for c in source.columns}
     return [c for c in present if c not in expected and c.startswith("column")]
 
@@ -187,7 +207,11 @@ def _header_only(path: Path) -> bool:
 def load_csv_days(
     con, landing_dir: Path, dates: list[dt.date], source: CsvSource
 ) -> dict[dt.date, SourceStats]:
-    """Load one CSV source for several landing days (replacing those days' rows)."""
+    """Load one CSV source for several landing days (replacing those days' rows).
+
+    Files that share a header line are read and validated together, in one set of statements,
+    instead of one set per file (a year has about 240 small outcomes files).
+    """
     started = time.perf_counter()
     stats = {d: SourceStats(source=source.name, landing_date=d) for d in dates}
     days = {"dates": sorted(dates)}
@@ -198,6 +222,7 @@ def load_csv_days(
             "and list_contains($dates, landing_date)",
             {**days, "source": source.name},
         )
+        by_header: dict[bytes, list[tuple[Path, str, dt.date]]] = {}
         for d, st in stats.items():
             path = day_dir(landing_dir, d) / source.file
             listed = manifest_files(path.parent)
@@ -207,27 +232,38 @@ def load_csv_days(
             st.bytes_read = path.stat().st_size
             if _header_only(path):
                 continue
-            extra = _read_csv(con, path, source)
             name = relative_name(path, Path(landing_dir))
-            _classify_and_insert(con, source, d, name, extra)
-            rejected = _quarantine_rejects(con, source, d, name)
-            if rejected:
-                st.quarantined_by_reason["bad_value"] = rejected
-                st.rows_quarantined += rejected
-                st.rows_read += rejected
-            for reason, n in con.execute(
-                "select coalesce(reason, ''), count(*) from _csv_class group by all order by 1"
+            by_header.setdefault(_header(path), []).append((path, name, d))
+        for files in by_header.values():
+            extra = _read_csv(con, files, source)
+            _classify_and_insert(con, source, extra)
+            for d, n in _quarantine_rejects(con, source):
+                st = stats[d]
+                st.quarantined_by_reason["bad_value"] = n
+                st.rows_quarantined += n
+                st.rows_read += n
+            for d, reason, n in con.execute(
+                "select landing_date, coalesce(reason, ''), count(*) from _csv_class "
+                "group by all order by all"
             ).fetchall():
+                st = stats[d]
                 st.rows_read += n
                 if reason:
                     st.quarantined_by_reason[reason] = st.quarantined_by_reason.get(reason, 0) + n
                     st.rows_quarantined += n
+        for st in stats.values():
             st.rows_loaded = st.rows_read - st.rows_quarantined
         per_day = round((time.perf_counter() - started) / max(len(dates), 1), 3)
         for st in stats.values():
             st.seconds = per_day
         record_partitions(con, list(stats.values()))
     return stats
+
+
+def _header(path: Path) -> bytes:
+    """A file's first line: files with the same header can be read in one scan."""
+    with path.open("rb") as fh:
+        return fh.readline().strip()
 
 
 def load_csv_source(
@@ -237,28 +273,42 @@ def load_csv_source(
     return load_csv_days(con, landing_dir, [landing_date], source)[landing_date]
 
 
-def _quarantine_rejects(con, source: CsvSource, d: dt.date, file_name: str) -> int:
+def _quarantine_rejects(con, source: CsvSource) -> list[tuple[dt.date, int]]:
     """Lines the CSV reader could not decode (e.g. invalid UTF-8) go to quarantine."""
     exists = con.execute(
         "select count(*) from duckdb_tables() where table_name = '_csv_rejects'"
     ).fetchone()[0]
     if not exists:
-        return 0
-    return con.execute(
+        return []
+    con.execute(
+        """
+        create or replace temp table _csv_rejected as
+        select n.landing_date, n.source_file, r.line,
+               string_agg(distinct r.error_type, ', ') as errors,
+               any_value(r.csv_line) as csv_line
+        from _csv_rejects r
+        join _csv_reject_scans s using (scan_id, file_id)
+        join _csv_names n on n.path = s.file_path
+        group by all
+        """
+    )
+    # A row with more fields than the header is rejected by the reader when it lies beyond the
+    # rows the reader sampled for its columns; it gets the same detail as one inside them.
+    con.execute(
         """
         insert into raw.quarantine
-        select $source, $d, $file, line, 'bad_value',
-               'unreadable line: ' || string_agg(distinct error_type, ', '), any_value(csv_line),
-               now()::timestamp
-        from _csv_rejects group by line
+        select $source, landing_date, source_file, line, 'bad_value',
+               case when errors = 'TOO MANY COLUMNS' then 'more fields than the header names'
+                    else 'unreadable line: ' || errors end,
+               csv_line, now()::timestamp
+        from _csv_rejected
         """,
-        {"source": source.name, "d": d, "file": file_name},
-    ).fetchone()[0]
+        {"source": source.name},
+    )
+    return con.execute("select landing_date, count(*) from _csv_rejected group by all").fetchall()
 
 
-def _classify_and_insert(
-    con, source: CsvSource, d: dt.date, file_name: str, extra: list[str]
-) -> None:
+def _classify_and_insert(con, source: CsvSource, extra: list[str]) -> None:
     cols = source.columns
     clean = ", ".join(f"nullif(trim({_q(c.name)}), '') as {_q(c.name)}" for c in cols)
     extras = " or ".join(f"{_q(e)} is not null" for e in extra) or "false"
@@ -286,15 +336,14 @@ def _classify_and_insert(
                 f"then {_lit(f'{c.name} must be {word} {c.min_value:g}')} end"
             )
     key = ", ".join(_q(k) for k in source.key)
-    account_check = (
-        "when account_id not in (select account_id from raw.accounts where snapshot_date <= $d) "
-        "then 'unknown_account'"
-        if source.check_account
-        else ""
+    # Known = in any accounts snapshot up to the row's landing day.
+    unknown = (
+        "not exists (select 1 from raw.accounts a where a.account_id = checked.account_id "
+        "and a.snapshot_date <= checked.landing_date)"
     )
+    account_check = f"when {unknown} then 'unknown_account'" if source.check_account else ""
     account_detail = (
-        "when account_id not in (select account_id from raw.accounts where snapshot_date <= $d) "
-        "then 'account_id ' || account_id || ' is not a known account'"
+        f"when {unknown} then 'account_id ' || account_id || ' is not a known account'"
         if source.check_account
         else ""
     )
@@ -306,7 +355,8 @@ def _classify_and_insert(
         f"""
         create or replace temp table _csv_class as
         with cleaned as (
-            select source_line, {raw_record} as raw_record, ({extras}) as has_extra, {clean}
+            select landing_date, source_file, source_line, {raw_record} as raw_record,
+                   ({extras}) as has_extra, {clean}
             from _csv
         ),
         checked as (
@@ -314,7 +364,8 @@ def _classify_and_insert(
                 {listing(missing)} as missing,
                 {listing(bad_type)} as bad_type,
                 {listing(bad_value)} as bad_value,
-                row_number() over (partition by {key} order by source_line nulls last) > 1
+                row_number() over (
+                    partition by source_file, {key} order by source_line nulls last) > 1
                     as is_duplicate
             from cleaned
         )
@@ -336,26 +387,25 @@ def _classify_and_insert(
                 {account_detail}
             end as detail
         from checked
-        """,
-        {"d": d} if source.check_account else {},
+        """
     )
     typed = ", ".join(_typed(c) for c in cols)
-    snapshot = "$d, " if source.is_snapshot else ""
+    snapshot = "landing_date, " if source.is_snapshot else ""
     con.execute(
         f"""
         insert into {source.table}
-        select {typed}, {snapshot}$d, $file, source_line, now()::timestamp
+        select {typed}, {snapshot}landing_date, source_file, source_line, now()::timestamp
         from _csv_class where reason is null
-        """,
-        {"d": d, "file": file_name},
+        """
     )
     con.execute(
         """
         insert into raw.quarantine
-        select $source, $d, $file, source_line, reason, detail, raw_record, now()::timestamp
+        select $source, landing_date, source_file, source_line, reason, detail, raw_record,
+               now()::timestamp
         from _csv_class where reason is not null
         """,
-        {"d": d, "file": file_name, "source": source.name},
+        {"source": source.name},
     )
 
 

@@ -4,7 +4,7 @@ import json
 import pytest
 
 from ingest import IngestError, ensure_raw_schema, load_landing_day, load_landing_days
-from tests.ingest.conftest import account, d, event, user, write_day
+from tests.ingest.conftest import ACCOUNT_COLS, account, d, event, user, write_day
 
 ACCOUNTS = [account("a1"), account("a2"), account("a_noconsent", consent="false")]
 USERS = [user("u1", "a1"), user("u2", "a2"), user("u_out", "a1", opted_out="true"),
@@ -299,3 +299,30 @@ def test_line_numbers_stay_right_when_a_batch_reads_many_files_in_one_scan(landi
         ("2025-03-05/events-000.jsonl.gz", 2, "malformed_json"),
         ("2025-03-05/events-001.jsonl.gz", 2, "malformed_json"),
     ]
+
+
+def test_snapshots_of_many_days_load_together_with_per_day_rules(landing, con):
+    # Day 1: u_early points at an account that only appears on day 2.
+    write_day(landing, "2025-03-04", events=[], accounts=ACCOUNTS,
+              users=USERS + [user("u_early", "a_new")])  # fmt: skip
+    # Day 2 lists a1 again (not a duplicate: another file) and writes its columns in another
+    # order, so it is read in a scan of its own.
+    folder = write_day(landing, "2025-03-05", events=[])
+    rows = ["tracking_consent,account_id," + ",".join(c for c in ACCOUNT_COLS[1:-1])]
+    for a in [account("a1"), account("a_new"), account("a_new")]:
+        rows.append(",".join([a["tracking_consent"], a["account_id"]]
+                             + [a[c] for c in ACCOUNT_COLS[1:-1]]))  # fmt: skip
+    (folder / "accounts.csv").write_text("\n".join(rows) + "\n")
+    write_day(landing, "2025-03-05", users=[user("u_late", "a_new")])  # rewrites the manifest
+    load_landing_days(con, landing)
+    assert quarantine(con, "users") == [(6, "unknown_account")]
+    assert quarantine(con, "accounts") == [(4, "bad_value")]  # the second a_new in its file
+    loaded = con.execute(
+        "select snapshot_date, list(account_id order by account_id) from raw.accounts "
+        "group by 1 order by 1"
+    ).fetchall()
+    assert loaded == [(d("2025-03-04"), ["a1", "a2", "a_noconsent"]),
+                      (d("2025-03-05"), ["a1", "a_new"])]  # fmt: skip
+    assert con.execute(
+        "select user_id from raw.users where snapshot_date = '2025-03-05'"
+    ).fetchall() == [("u_late",)]

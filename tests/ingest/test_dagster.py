@@ -76,6 +76,11 @@ def test_materialize_partitions_one_by_one_and_as_a_range(ea_env, instance):
     assert mats["raw/accounts"]["rows_loaded"].value == 1
     checks = first.get_asset_check_evaluations()
     assert len(checks) == 16 and all(c.passed for c in checks)
+    # Each check says what it validated: one small day is checked whole.
+    by_name = {(c.asset_key.path[-1], c.check_name): c.metadata for c in checks}
+    canonical = by_name[("events", "event_name_canonical")]
+    assert canonical["checked_rows"].value == canonical["rows_in_scope"].value == 2
+    assert canonical["scope"].value == "1 landing day(s), all 2 rows"
 
     both = materialize(instance, tags=partition_range_tags(DAYS[0], DAYS[1]))
     assert both.success

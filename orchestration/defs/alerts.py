@@ -17,6 +17,10 @@ from orchestration.resources import PathsResource
 
 ALERTS = dg.AssetKey(["alerts", "alerts"])
 BACKTEST = dg.AssetKey(["alerts", "backtest"])
+# Steps on the way to a critical email run before any other ready step of the same run (the
+# in-process executor picks the highest dagster/priority first): segments, drift checks and the
+# analytics views wait until the email is out.
+CRITICAL_PATH = {"dagster/priority": "10"}
 INPUTS = [
     dg.AssetKey(["marts", "account_health"]),
     dg.AssetKey(["marts", "data_freshness"]),
@@ -46,6 +50,7 @@ def _load(con, paths: PathsResource):
     deps=INPUTS,
     group_name="alerts",
     kinds={"duckdb", "python"},
+    op_tags=CRITICAL_PATH,
     description="Alerts for the run's as-of date from config/rules.yml: new episodes raised, "
     "continuing ones updated, cleared ones resolved, with priority, routing, explanation and "
     "recommendation. Accounts whose data has not fully landed get one data freshness alert.",
@@ -92,6 +97,7 @@ def alerts_alerts(
 @dg.asset_check(
     asset=ALERTS,
     blocking=True,
+    op_tags=CRITICAL_PATH,
     description="config/rules.yml, routing.yml and the templates validate against the live "
     "warehouse columns (a broken rules file stops deliveries).",
 )

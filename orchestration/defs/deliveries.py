@@ -33,6 +33,9 @@ CRITICAL = dg.AssetKey(["ops", "critical_alerts"])
 # A sensor evaluation times out after 60 s by default: stop starting sends well before that.
 SENSOR_BUDGET_SECONDS = 30.0
 UPSTREAM = [dg.AssetKey(["alerts", "alerts"]), dg.AssetKey(["marts", "dim_accounts"])]
+# As alerts.CRITICAL_PATH (kept apart so this module loads without the other stages): the
+# critical email step runs before any other ready step of its run.
+CRITICAL_PATH = {"dagster/priority": "10"}
 NETWORK_RETRY = dg.RetryPolicy(
     max_retries=3, delay=20, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
 )
@@ -173,6 +176,7 @@ def _status_metadata(con) -> dict[str, Any]:
     group_name="deliveries",
     kinds={"duckdb", "python"},
     retry_policy=NETWORK_RETRY,
+    op_tags=CRITICAL_PATH,
     description="Critical alerts (and SLA escalations) by email as soon as the alerts are "
     "evaluated, in the same run: one email per alert, never twice (outbox key).",
 )

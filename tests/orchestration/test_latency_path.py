@@ -50,6 +50,22 @@ def test_the_landing_sensor_launches_one_run_that_ingests_and_alerts(ea_env):
     assert "ml__churn_model" not in steps  # a landed day never retrains
 
 
+def test_steps_on_the_critical_path_go_before_other_ready_steps(ea_env):
+    """The in-process executor runs the ready step with the highest dagster/priority first."""
+    from dagster._core.execution.api import create_execution_plan
+
+    from orchestration.definitions import LANDING_DAY_JOB, defs
+
+    plan = create_execution_plan(defs.resolve_job_def(LANDING_DAY_JOB))
+
+    def priority(key: str) -> int:
+        return int(plan.get_step_by_key(key).tags.get("dagster/priority", 0))
+
+    critical = ("alerts__alerts", "alerts__alerts_rules_file_validates", "ops__critical_alerts")
+    others = ("ml__segments", "analytics__views", "ml__account_scores_score_and_feature_drift")
+    assert min(priority(k) for k in critical) > max(priority(k) for k in others)
+
+
 def _materialize_raw_events(instance, job_name: str) -> str:
     """Record a raw/events materialization made by a run of `job_name`; returns the run id."""
     run = instance.create_run_for_job(

@@ -37,7 +37,7 @@ HEALTH_CONFIG_FILE = "health_score.yml"
 LOOKBACK_DAYS = 5
 # Microbatch sizes: a daily run (up to this many days) rebuilds whole months in one statement per
 # model instead of one per day (each statement re-reads the 90-day look-back of account_health);
-# longer runs (first run, full refresh, backfill) use year-sized batches. The rows are the same.
+# longer runs (first run, full refresh, catch-up) use year-sized batches. The rows are the same.
 DAILY_BATCH_LIMIT_DAYS = 31
 # The engine dbt builds on: `duckdb` (default) or `spark` (Spark extra; dbt_project/profiles.yml).
 ENGINES = ("duckdb", "spark")
@@ -168,7 +168,14 @@ def build_window(
         start = min(latest_built + dt.timedelta(days=1), as_of) - dt.timedelta(days=LOOKBACK_DAYS)
         start = max(start, first_landed)
     end = as_of + dt.timedelta(days=1)
-    batch_size = "month" if (end - start).days <= DAILY_BATCH_LIMIT_DAYS else "year"
+    if (end - start).days > DAILY_BATCH_LIMIT_DAYS:
+        batch_size = "year"
+    elif latest_built is not None and latest_built > as_of and not full_refresh:
+        # replaying an older day: a month batch would delete the later days of its month that
+        # this run does not rebuild, so only the window's own days are replaced
+        batch_size = "day"
+    else:
+        batch_size = "month"
     return BuildWindow(start=start, end=end, batch_size=batch_size, full_refresh=full_refresh)
 
 

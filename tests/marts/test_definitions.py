@@ -62,7 +62,16 @@ def test_daily_run_rebuilds_the_new_day_and_the_late_event_lookback():
     )
     # skipped days are caught up; a replay of an older day still covers its lookback
     assert marts.build_window(D(2025, 6, 30), D(2025, 1, 1), D(2025, 6, 20)).start == D(2025, 6, 16)
-    assert marts.build_window(D(2025, 3, 1), D(2025, 1, 1), D(2025, 6, 20)).start == D(2025, 2, 24)
+    replay = marts.build_window(D(2025, 3, 1), D(2025, 1, 1), D(2025, 6, 20))
+    assert replay.start == D(2025, 2, 24)
+    # day batches, so March's later days (built by a later run) are not deleted by the replay
+    assert replay.batch_size == "day"
+    catch_up = marts.build_window(D(2025, 6, 30), D(2025, 1, 1), D(2025, 4, 30))
+    assert (catch_up.start, catch_up.batch_size, catch_up.full_refresh) == (
+        D(2025, 4, 26),
+        "year",
+        False,
+    )
     assert marts.build_window(D(2025, 1, 2), D(2025, 1, 1), D(2025, 1, 1)).start == D(2025, 1, 1)
     forced = marts.build_window(D(2025, 6, 30), D(2025, 1, 1), D(2025, 6, 29), full_refresh=True)
     assert forced.full_refresh and forced.start == D(2025, 1, 1)

@@ -130,10 +130,15 @@ def _keys(con, table: str, key: str, dates: Sequence[dt.date], *, across_all_day
     scope = "true" if across_all_days else "list_contains($dates, landing_date)"
     return con.execute(
         f"""
-        with dup as (
-            select {key} as k from raw.{table} where {scope} group by all having count(*) > 1
-            intersect
-            select {key} from raw.{table} where list_contains($dates, landing_date)
+        with mine as (
+            select distinct {key} as k from raw.{table} where list_contains($dates, landing_date)
+        ),
+        dup as (
+            -- Only the keys of these days are counted, so a daily run does not group the
+            -- whole table.
+            select {key} as k from raw.{table}
+            where {scope} and {key} in (select k from mine)
+            group by all having count(*) > 1
         ),
         copies as (
             select {key} as k from raw.{table}

@@ -100,8 +100,16 @@ def _ordered(table: str, results: list[QualityResult]) -> list[QualityResult]:
     return sorted(results, key=lambda r: order.index(r.name))
 
 
-def _per_day(dates: Sequence[dt.date]) -> int:
-    return max(1, -(-SAMPLE_ROWS // max(len(dates), 1)))
+def _per_day(con, table: str, dates: Sequence[dt.date]) -> int:
+    """Rows per landing day: SAMPLE_ROWS shared by the days that hold rows of this table
+    (snapshots arrive on Mondays only, so dividing by every day would check too few).
+    """
+    days_with_rows = con.execute(
+        f"select count(distinct landing_date) from raw.{table} "
+        "where list_contains($dates, landing_date)",
+        {"dates": list(dates)},
+    ).fetchone()[0]
+    return max(1, -(-SAMPLE_ROWS // max(days_with_rows, 1)))
 
 
 def _sample(con, columns: str, table: str, key: str, dates: Sequence[dt.date]):
@@ -117,7 +125,7 @@ def _sample(con, columns: str, table: str, key: str, dates: Sequence[dt.date]):
         qualify row_number() over (partition by landing_date order by hash({key}), {key})
                 <= $per_day
         """,
-        {"dates": list(dates), "per_day": _per_day(dates)},
+        {"dates": list(dates), "per_day": _per_day(con, table, dates)},
     ).df()
 
 
@@ -152,7 +160,11 @@ def _keys(con, table: str, key: str, dates: Sequence[dt.date], *, across_all_day
         )
         select k as key from copies union all select k from uniques
         """,
-        {"dates": list(dates), "per_day": _per_day(dates), "max_dup": MAX_DUPLICATE_ROWS},
+        {
+            "dates": list(dates),
+            "per_day": _per_day(con, table, dates),
+            "max_dup": MAX_DUPLICATE_ROWS,
+        },
     ).df()
 
 
@@ -169,7 +181,7 @@ def _scoped(con, table: str, dates: Sequence[dt.date], results: list[QualityResu
             f"{len(dates)} landing day(s), all {total:,} rows"
             if whole
             else f"{len(dates)} landing day(s): {r.checked_rows:,} of {total:,} rows "
-            f"(up to {_per_day(dates):,} per day, chosen by key hash"
+            f"(up to {_per_day(con, table, dates):,} per day, chosen by key hash"
             + (", plus every copy of a duplicated key)" if r.name.endswith("_unique") else ")")
         )
     return results

@@ -10,6 +10,8 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 export DO_NOT_TRACK := 1
 export GX_ANALYTICS_ENABLED := false
+# A range run (the backfill) records one 'planned' event per asset, not one per day and asset.
+export DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS ?= true
 export EA_DATA_DIR ?= $(CURDIR)/data
 export EA_LANDING_DIR ?= $(EA_DATA_DIR)/landing
 export EA_CONFIG_DIR ?= $(CURDIR)/config

@@ -187,6 +187,8 @@ def stage_env(work: Path) -> dict[str, str]:
             "DUCKDB_DATABASE": str(work / "warehouse.duckdb"),
             "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}",
             "DAGSTER_HOME": str(home),
+            # As the Makefile sets it: one planned event per asset for a range run.
+            "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS": "true",
             "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
             "GX_ANALYTICS_ENABLED": "false",
             "DO_NOT_TRACK": "1",

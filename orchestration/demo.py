@@ -249,6 +249,9 @@ def main(argv: list[str] | None = None) -> int:
             continue
         say(f"  {day}: landed")
         say(f"  critical alerts: {demo.land_day(day)}")
+        if day.weekday() == 6:
+            # A week just completed: its KPI marts and weekly KPI email, as a daily run sends it.
+            demo.run("kpis_job", label="kpis_job (week complete: KPI marts, weekly KPI email)")
         _csm_step(day, source, args.seed)
 
     # The KPI marts and the weekly KPI email once, after the replay, so they include the last

@@ -54,3 +54,16 @@ def test_every_asset_that_sends_over_the_network_retries(ea_env):
         key = dg.AssetKey(path)
         policy = repo.asset_graph.get(key).assets_def.node_def.retry_policy
         assert policy is not None and policy.max_retries >= 1, f"{key.to_user_string()} has none"
+
+
+def test_warehouse_connections_are_memory_bounded(ea_env, monkeypatch):
+    from orchestration.resources import shared_resources
+
+    monkeypatch.setenv("EA_DUCKDB_MEMORY_LIMIT", "300MB")
+    import dagster as dg
+
+    with dg.build_resources({"duckdb": shared_resources()["duckdb"]}) as built:
+        with built.duckdb.get_connection() as con:
+            limit = con.execute("select current_setting('memory_limit')").fetchone()[0]
+    # DuckDB reports the bound back in its own units (300 MB = 286.1 MiB).
+    assert limit.startswith("286")

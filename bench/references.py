@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 EVENT_COLUMNS = {
@@ -132,7 +133,7 @@ def pandas_daily_frame(landing_dir: Path) -> pd.DataFrame:
         events = _read_day(path).dropna(subset=["messageId"])
         ids = pd.util.hash_array(events["messageId"].to_numpy(dtype=object))
         fresh = ~pd.Series(ids).duplicated().to_numpy()
-        fresh &= [int(h) not in seen for h in ids]
+        fresh &= np.fromiter((int(h) not in seen for h in ids), dtype=bool, count=len(ids))
         seen.update(int(h) for h in ids[fresh])
         events = events[fresh]
         events["event_at"] = pd.to_datetime(

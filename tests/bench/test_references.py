@@ -21,7 +21,7 @@ def _land(root, day: dt.date, lines: list[str]) -> None:
     folder = root / day.isoformat()
     folder.mkdir(parents=True)
     with gzip.open(folder / "events-000.jsonl.gz", "wt") as fh:
-        fh.write("\n".join(lines) + "\n")
+        fh.write("".join(line + "\n" for line in lines))
 
 
 def test_duckdb_and_pandas_references_agree_on_every_value(tmp_path):
@@ -41,6 +41,8 @@ def test_duckdb_and_pandas_references_agree_on_every_value(tmp_path):
         _line("m6", "a2", "u3", "Document Downloaded", "2025-03-02T08:00:00Z", document_id="d2"),
         _line("m7", "a2", "u4", "Session Started", "2025-03-02T08:05:00Z"),
     ])  # fmt: skip
+    # A day whose export holds no events at all (a gzip stream with no lines).
+    _land(tmp_path, dt.date(2025, 3, 3), [])
     keys = ["account_id", "activity_date"]
     duck = duckdb_daily_frame(tmp_path).sort_values(keys).reset_index(drop=True)
     pand = pandas_daily_frame(tmp_path).rename(columns={"groupId": "account_id"})

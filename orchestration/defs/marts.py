@@ -342,11 +342,32 @@ def marts_dbt(
     args = dbt_build_args(window, variables)
     context.log.info(f"dbt {' '.join(args)}")
     started = time.perf_counter()
-    # Buffer dbt's events: the row counts below need the database after dbt has let go of it.
     # A stable target folder per warehouse lets dbt re-use its partial parse between daily runs
     # (dagster-dbt's default is a fresh folder per run, which re-parses the whole project).
     target = paths.data / "dbt_target" / "marts"
-    events = list(dbt.cli(args, context=context, target_path=target).stream())
+    common = {
+        "as_of_date": as_of.isoformat(),
+        "rebuilt_from": window.start.isoformat(),
+        "batch_size": window.batch_size,
+        "full_refresh": window.full_refresh,
+        "engine": DBT_TARGET,
+    }
+    # Staging and intermediate results (and their tests) are recorded while dbt still runs, so
+    # the event log's writes overlap dbt's work; the marts' results wait for their row counts,
+    # which need the database after dbt has let go of it. Each asset's checks follow it.
+    held: list[Any] = []
+    released: set[dg.AssetKey] = set()
+    for event in dbt.cli(args, context=context, target_path=target).stream():
+        if isinstance(event, dg.Output):
+            key = context.asset_key_for_output(event.output_name)
+            if key.path[-1] not in MARTS:
+                released.add(key)
+                yield _with_metadata(event, common)
+                continue
+        elif isinstance(event, dg.AssetCheckResult) and event.asset_key in released:
+            yield event
+            continue
+        held.append(event)
     seconds = round(time.perf_counter() - started, 2)
     copied: dict[str, int] = {}
     with duckdb.get_connection() as con:
@@ -354,32 +375,28 @@ def marts_dbt(
             # later stages read marts.* from DuckDB whichever engine built them
             copied = load_spark_tables(con, spark["warehouse"])
         extra = _mart_metadata(con, as_of)
-    common = {
-        "as_of_date": as_of.isoformat(),
-        "rebuilt_from": window.start.isoformat(),
-        "batch_size": window.batch_size,
-        "full_refresh": window.full_refresh,
-        "dbt_seconds": seconds,
-        "engine": DBT_TARGET,
-    }
+    common["dbt_seconds"] = seconds
     if spark:
         common |= {
             "raw_rows_exported": sum(exported.values()),
             "spark_tables_copied": len(copied),
         }
-    for event in events:
+    for event in held:
         if isinstance(event, dg.Output):
             key = context.asset_key_for_output(event.output_name)
-            meta = {**event.metadata, **common, **extra.get(key.path[-1], {})}
-            yield dg.Output(
-                value=event.value,
-                output_name=event.output_name,
-                metadata=meta,
-                data_version=event.data_version,
-                tags=event.tags,
-            )
+            yield _with_metadata(event, {**common, **extra.get(key.path[-1], {})})
         else:
             yield event
+
+
+def _with_metadata(event: dg.Output, extra: Mapping[str, Any]) -> dg.Output:
+    return dg.Output(
+        value=event.value,
+        output_name=event.output_name,
+        metadata={**event.metadata, **extra},
+        data_version=event.data_version,
+        tags=event.tags,
+    )
 
 
 def _spark_dir(paths: PathsResource) -> Path:

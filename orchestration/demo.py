@@ -7,6 +7,7 @@ Run with `make demo`. Every run is recorded in the Dagster instance under $DAGST
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import os
 import shutil
@@ -76,18 +77,24 @@ def _csm_step(day: dt.date, source: Path, seed: int) -> None:
 class Demo:
     """Runs the pipeline's Dagster jobs in-process against the persistent instance."""
 
-    def __init__(self, defs, instance):
+    def __init__(self, defs, instance, log_path: Path | None = None):
         self.defs = defs
         self.instance = instance
+        # dbt's own progress lines (hundreds per run) go here, so the console keeps the story.
+        self.log_path = log_path
 
     def run(self, job_name: str, label: str = "", **kwargs):
         """Run the job in-process; exits with the failed steps' errors; returns the result."""
         job = self.defs.resolve_job_def(job_name)
         started = time.perf_counter()
         quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-        result = job.execute_in_process(
-            run_config=quiet, instance=self.instance, raise_on_error=False, **kwargs
-        )
+        with contextlib.ExitStack() as stack:
+            if self.log_path is not None:
+                log = stack.enter_context(self.log_path.open("a", encoding="utf-8"))
+                stack.enter_context(contextlib.redirect_stdout(log))
+            result = job.execute_in_process(
+                run_config=quiet, instance=self.instance, raise_on_error=False, **kwargs
+            )
         seconds = time.perf_counter() - started
         if not result.success:
             failures = [
@@ -226,7 +233,10 @@ def main(argv: list[str] | None = None) -> int:
     from orchestration.definitions import defs
 
     instance = dg.DagsterInstance.get()
-    demo = Demo(defs, instance)
+    run_log = data / "demo_runs.log"
+    run_log.unlink(missing_ok=True)
+    say(f"  dbt's progress lines of every run go to {run_log}")
+    demo = Demo(defs, instance, log_path=run_log)
 
     cutoff = args.end - dt.timedelta(days=args.replay_days)
     history = [args.start + dt.timedelta(days=i) for i in range((cutoff - args.start).days + 1)]

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+# Model name -> its name in the MLflow registry (here, not in ml.registry, so callers can know
+# the names without importing mlflow).
+REGISTERED_NAMES = {"churn": "churn_model", "expansion": "expansion_model"}
+
 
 @dataclass(frozen=True)
 class TrainConfig:

@@ -13,7 +13,7 @@ import mlflow.pyfunc
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from ml.config import TrainConfig
+from ml.config import REGISTERED_NAMES, TrainConfig
 from ml.evaluate import ranking_metrics
 from ml.model import ScoringModel
 from ml.train import TrainResult
@@ -21,7 +21,6 @@ from ml.train import TrainResult
 EXPERIMENT = "engagement-alerts"
 CHAMPION = "champion"
 PYFUNC_ENTRY = Path(__file__).with_name("pyfunc_entry.py")
-REGISTERED_NAMES = {"churn": "churn_model", "expansion": "expansion_model"}
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,14 @@ import yaml
 from dagster_duckdb import DuckDBResource
 
 from ml.anomaly import write_anomalies
-from ml.config import AnomalyConfig, InactivityConfig, TrainConfig, churn_config, expansion_config
+from ml.config import (
+    REGISTERED_NAMES,
+    AnomalyConfig,
+    InactivityConfig,
+    TrainConfig,
+    churn_config,
+    expansion_config,
+)
 from ml.features import inactivity_labels
 from ml.feedback import feedback_labels
 from ml.segment import segment_accounts, write_segments
@@ -19,9 +26,7 @@ from orchestration.resources import PathsResource
 
 # mlflow, scikit-learn and lightgbm (ml.registry, ml.score, ml.train) take seconds to import, and
 # every run process, sensor and test imports these definitions: the assets that need them import
-# them when they run. The registered model names are ml.registry.REGISTERED_NAMES (a test keeps
-# the two in step).
-REGISTERED_NAMES = {"churn": "churn_model", "expansion": "expansion_model"}
+# them when they run.
 
 GROUP = "ml"
 HOLIDAYS_FILE = "holidays.yml"

@@ -159,10 +159,3 @@ def test_run_processes_start_without_the_heavy_ml_libraries(ea_env):
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip().splitlines()[-1] == "[]", out.stderr[-2000:]
-
-
-def test_model_asset_names_match_the_registry():
-    from ml.registry import REGISTERED_NAMES
-    from orchestration.defs import ml
-
-    assert ml.REGISTERED_NAMES == REGISTERED_NAMES

@@ -112,7 +112,7 @@ def _per_day(con, table: str, dates: Sequence[dt.date]) -> int:
     return max(1, -(-SAMPLE_ROWS // max(days_with_rows, 1)))
 
 
-def _sample(con, columns: str, table: str, key: str, dates: Sequence[dt.date]):
+def _sample(con, columns: str, table: str, key: str, dates: Sequence[dt.date], per_day: int):
     """Up to SAMPLE_ROWS rows of the given landing days, spread evenly over the days.
 
     The order is a hash of the row's key, so a re-run checks the same rows and the sample is not
@@ -125,11 +125,13 @@ def _sample(con, columns: str, table: str, key: str, dates: Sequence[dt.date]):
         qualify row_number() over (partition by landing_date order by hash({key}), {key})
                 <= $per_day
         """,
-        {"dates": list(dates), "per_day": _per_day(con, table, dates)},
+        {"dates": list(dates), "per_day": per_day},
     ).df()
 
 
-def _keys(con, table: str, key: str, dates: Sequence[dt.date], *, across_all_days: bool):
+def _keys(
+    con, table: str, key: str, dates: Sequence[dt.date], per_day: int, *, across_all_days: bool
+):
     """The key column for a uniqueness expectation: exact for duplicates, sampled otherwise.
 
     Every stored copy of a key that is duplicated (within the given days, or for events anywhere
@@ -162,13 +164,15 @@ def _keys(con, table: str, key: str, dates: Sequence[dt.date], *, across_all_day
         """,
         {
             "dates": list(dates),
-            "per_day": _per_day(con, table, dates),
+            "per_day": per_day,
             "max_dup": MAX_DUPLICATE_ROWS,
         },
     ).df()
 
 
-def _scoped(con, table: str, dates: Sequence[dt.date], results: list[QualityResult]) -> list:
+def _scoped(
+    con, table: str, dates: Sequence[dt.date], per_day: int, results: list[QualityResult]
+) -> list:
     """Record how many rows the days hold and what was checked of them."""
     total = con.execute(
         f"select count(*) from raw.{table} where list_contains($dates, landing_date)",
@@ -181,7 +185,7 @@ def _scoped(con, table: str, dates: Sequence[dt.date], results: list[QualityResu
             f"{len(dates)} landing day(s), all {total:,} rows"
             if whole
             else f"{len(dates)} landing day(s): {r.checked_rows:,} of {total:,} rows "
-            f"(up to {_per_day(con, table, dates):,} per day, chosen by key hash"
+            f"(up to {per_day:,} per day, chosen by key hash"
             + (", plus every copy of a duplicated key)" if r.name.endswith("_unique") else ")")
         )
     return results
@@ -191,6 +195,7 @@ def check_events(con, landing_dates: Sequence[dt.date]) -> list[QualityResult]:
     """Suite on raw.events for the given landing days (keys unique across ALL days)."""
     import great_expectations.expectations as gxe
 
+    per_day = _per_day(con, "events", landing_dates)
     df = _sample(
         con,
         "message_id, account_id, event_name, event_at, duration_seconds, "
@@ -198,10 +203,11 @@ def check_events(con, landing_dates: Sequence[dt.date]) -> list[QualityResult]:
         "events",
         "message_id",
         landing_dates,
+        per_day,
     )
     # Every stored copy of a duplicated id of these days, wherever it landed, so cross-day
     # duplicates show.
-    ids = _keys(con, "events", "message_id", landing_dates, across_all_days=True)
+    ids = _keys(con, "events", "message_id", landing_dates, per_day, across_all_days=True)
     ids = ids.rename(columns={"key": "message_id"})
     suite = [
         ("message_id_not_null", "every event has a message id", True,
@@ -223,16 +229,17 @@ def check_events(con, landing_dates: Sequence[dt.date]) -> list[QualityResult]:
          gxe.ExpectColumnValuesToBeUnique(column="message_id")),
     ]  # fmt: skip
     results = _validate("events", df, suite) + _validate("events", ids, unique)
-    return _scoped(con, "events", landing_dates, results)
+    return _scoped(con, "events", landing_dates, per_day, results)
 
 
 def check_accounts(con, landing_dates: Sequence[dt.date]) -> list[QualityResult]:
     """Suite on raw.accounts snapshots of the given landing days."""
     import great_expectations.expectations as gxe
 
+    per_day = _per_day(con, "accounts", landing_dates)
     df = _sample(con, "account_id, seats, arr::double as arr", "accounts", "account_id",
-                 landing_dates)  # fmt: skip
-    keys = _keys(con, "accounts", _ACCOUNT_KEY, landing_dates, across_all_days=False)
+                 landing_dates, per_day)  # fmt: skip
+    keys = _keys(con, "accounts", _ACCOUNT_KEY, landing_dates, per_day, across_all_days=False)
     keys = keys.rename(columns={"key": "snapshot_key"})
     suite = [
         ("account_id_not_null", "every snapshot row has an account id", True,
@@ -247,15 +254,16 @@ def check_accounts(con, landing_dates: Sequence[dt.date]) -> list[QualityResult]
          gxe.ExpectColumnValuesToBeUnique(column="snapshot_key")),
     ]  # fmt: skip
     results = _validate("accounts", df, suite) + _validate("accounts", keys, unique)
-    return _scoped(con, "accounts", landing_dates, _ordered("accounts", results))
+    return _scoped(con, "accounts", landing_dates, per_day, _ordered("accounts", results))
 
 
 def check_users(con, landing_dates: Sequence[dt.date]) -> list[QualityResult]:
     """Suite on raw.users snapshots of the given landing days."""
     import great_expectations.expectations as gxe
 
-    df = _sample(con, "user_id, account_id, role", "users", "user_id", landing_dates)
-    keys = _keys(con, "users", _USER_KEY, landing_dates, across_all_days=False)
+    per_day = _per_day(con, "users", landing_dates)
+    df = _sample(con, "user_id, account_id, role", "users", "user_id", landing_dates, per_day)
+    keys = _keys(con, "users", _USER_KEY, landing_dates, per_day, across_all_days=False)
     keys = keys.rename(columns={"key": "snapshot_key"})
     suite = [
         ("user_id_not_null", "every snapshot row has a user id", True,
@@ -268,15 +276,16 @@ def check_users(con, landing_dates: Sequence[dt.date]) -> list[QualityResult]:
          gxe.ExpectColumnValuesToBeUnique(column="snapshot_key")),
     ]  # fmt: skip
     results = _validate("users", df, suite) + _validate("users", keys, unique)
-    return _scoped(con, "users", landing_dates, _ordered("users", results))
+    return _scoped(con, "users", landing_dates, per_day, _ordered("users", results))
 
 
 def check_outcomes(con, landing_dates: Sequence[dt.date]) -> list[QualityResult]:
     """Suite on raw.outcomes of the given landing days."""
     import great_expectations.expectations as gxe
 
-    df = _sample(con, "account_id, outcome", "outcomes", _OUTCOME_KEY, landing_dates)
-    keys = _keys(con, "outcomes", _OUTCOME_KEY, landing_dates, across_all_days=False)
+    per_day = _per_day(con, "outcomes", landing_dates)
+    df = _sample(con, "account_id, outcome", "outcomes", _OUTCOME_KEY, landing_dates, per_day)
+    keys = _keys(con, "outcomes", _OUTCOME_KEY, landing_dates, per_day, across_all_days=False)
     keys = keys.rename(columns={"key": "outcome_key"})
     unique = [
         ("outcome_key_unique", "one row per (account_id, outcome, effective_date)", True,
@@ -288,7 +297,7 @@ def check_outcomes(con, landing_dates: Sequence[dt.date]) -> list[QualityResult]
              column="outcome", value_set=["churned", "renewed", "expanded", "contracted"])),
     ]  # fmt: skip
     results = _validate("outcomes", keys, unique) + _validate("outcomes", df, suite)
-    return _scoped(con, "outcomes", landing_dates, results)
+    return _scoped(con, "outcomes", landing_dates, per_day, results)
 
 
 SUITES = {

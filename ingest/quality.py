@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import importlib.util
+import sys
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -17,6 +19,42 @@ from ingest.schema import CANONICAL_EVENTS
 SAMPLE_ROWS = 50_000
 # Upper bound on the copies of duplicated keys shown to GX (a broken load could have millions).
 MAX_DUPLICATE_ROWS = 100_000
+
+
+def _keep_pyspark_connect_from_exiting() -> None:
+    """Stop GX's `import pyspark.sql.connect` from ending the process with SystemExit(0).
+
+    With the Spark extra installed, Great Expectations imports pyspark.sql.connect, whose
+    dependency check takes a process whose __main__ has neither __spec__ nor __file__ for a
+    doctest session and calls sys.exit(0) when Spark Connect's own dependencies are missing.
+    Dagster's run workers (launched by the daemon or the UI) and `python -c` are such
+    processes: a load there ended silently with exit status 0 before its checks. In that case
+    only, mark the module unavailable; GX then treats Spark Connect as absent, as elsewhere.
+    """
+    main = sys.modules.get("__main__")
+    if (
+        main is None
+        or getattr(main, "__spec__", None) is not None
+        or hasattr(main, "__file__")
+        or hasattr(sys, "ps1")
+        or importlib.util.find_spec("pyspark") is None
+    ):
+        return
+    # Spark Connect's requirements (pyspark.sql.connect.utils): with all of them, no exit.
+    if all(_has_module(name) for name in ("grpc", "grpc_status", "google.rpc", "zstandard")):
+        return
+    sys.modules.setdefault("pyspark.sql.connect", None)
+
+
+def _has_module(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:  # the parent package is missing
+        return False
+
+
+# Before any GX import below (they are lazy, inside the functions).
+_keep_pyspark_connect_from_exiting()
 
 
 @dataclass

@@ -1,49 +1,10 @@
 """The one Dagster entry point: every stage's definitions merged with the shared resources."""
 
-import importlib.util
-import sys
-
 import dagster as dg
 
 from orchestration.defs import STAGES
 from orchestration.defs.ingest import LANDING_DAY_JOB, landing_days
 from orchestration.resources import shared_resources
-
-
-def _keep_pyspark_connect_from_exiting_run_workers() -> None:
-    """Stop `import pyspark.sql.connect` from ending a daemon-launched run with SystemExit(0).
-
-    With the Spark extra installed, Great Expectations (the raw quality checks) imports
-    pyspark.sql.connect. Its dependency check takes a process whose __main__ has neither
-    __spec__ nor __file__ for a doctest session and calls sys.exit(0) when Spark Connect's own
-    dependencies are missing. A run launched by the daemon or the UI runs in exactly such a
-    process (a multiprocessing child of the code server), so raw_landing failed there with
-    "SystemExit: 0" while every in-process run passed. In that case only, mark the module as
-    unavailable: GX then treats Spark Connect as absent, as it does in any other process.
-    """
-    main = sys.modules.get("__main__")
-    if (
-        main is None
-        or getattr(main, "__spec__", None) is not None
-        or hasattr(main, "__file__")
-        or hasattr(sys, "ps1")
-        or importlib.util.find_spec("pyspark") is None
-    ):
-        return
-    # Spark Connect's requirements (pyspark.sql.connect.utils): with all of them, no exit.
-    if all(_has_module(name) for name in ("grpc", "grpc_status", "google.rpc", "zstandard")):
-        return
-    sys.modules.setdefault("pyspark.sql.connect", None)
-
-
-def _has_module(name: str) -> bool:
-    try:
-        return importlib.util.find_spec(name) is not None
-    except ModuleNotFoundError:  # the parent package is missing
-        return False
-
-
-_keep_pyspark_connect_from_exiting_run_workers()
 
 _RAW = dg.AssetSelection.groups("raw")
 _TRAINING = dg.AssetSelection.assets(["ml", "churn_model"], ["ml", "expansion_model"])

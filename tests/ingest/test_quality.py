@@ -72,3 +72,25 @@ def test_a_long_backfill_is_sampled_per_day_but_every_duplicate_is_seen(landing,
     dup = results(check_events(con, days))["message_id_unique"]
     assert not dup.passed and dup.unexpected_count == 2 and dup.examples == ["a3", "a3"]
     assert dup.checked_rows <= 6
+
+
+def test_quality_suites_run_from_a_python_c_process():
+    """`python -c` (like Dagster's run workers) has a __main__ without __file__: with the Spark
+    extra installed, GX's pyspark import used to end such a process silently with status 0."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import ingest.quality as q; q._context(); "
+        "import great_expectations.expectations; print('gx ready')"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().endswith("gx ready"), out.stderr[-2000:]

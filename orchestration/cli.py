@@ -1,0 +1,124 @@
+"""`ea`: the one command-line tool. Each subcommand is a library's own command line, loaded lazily.
+
+`ea <command> --help` shows the command's options and examples. The subcommands import only
+what they need, so `ea alerts list` or `ea sql` never imports Dagster.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Command:
+    target: str  # "module:function"; the function takes argv (list[str]) and returns an exit code
+    summary: str
+    example: str
+
+
+# One row per subcommand; the order is the order `ea --help` shows them in.
+COMMANDS: dict[str, Command] = {
+    "demo": Command(
+        "orchestration.demo:main",
+        "simulate a portal and run every stage on embedded defaults",
+        "ea demo",
+    ),
+    "simulate": Command(
+        "simulator.__main__:main",
+        "write simulated landing folders",
+        "ea simulate --accounts 300 --start 2024-10-01 --end 2025-10-31 --out data/landing",
+    ),
+    "alerts": Command(
+        "alerts.cli:main",
+        "validate rules, list / ack / snooze / resolve alerts, backtest",
+        "ea alerts list --as alice@example.com",
+    ),
+    "sql": Command(
+        "warehouse.sql:main",
+        "query the warehouse (read-only)",
+        'ea sql "select * from analytics.alerts limit 10"',
+    ),
+    "erase": Command(
+        "warehouse.erase:main",
+        "erase a user or an account (needs EA_ERASURE_SALT)",
+        "ea erase --user u_123 --rebuild-marts",
+    ),
+    "outbox": Command(
+        "notifications.__main__:main",
+        "outbox status and dead letters; queue dead deliveries again",
+        "ea outbox status",
+    ),
+    "bench": Command(
+        "bench.run:main",
+        "the benchmark: stages against the DuckDB and pandas references",
+        "ea bench --tiers small",
+    ),
+}
+
+# The same embedded defaults the Makefile exports, relative to the current folder.
+_DEFAULTS = (
+    ("EA_DATA_DIR", "{cwd}/data"),
+    ("EA_LANDING_DIR", "{EA_DATA_DIR}/landing"),
+    ("EA_CONFIG_DIR", "{cwd}/config"),
+    ("DUCKDB_DATABASE", "{EA_DATA_DIR}/warehouse.duckdb"),
+    ("MLFLOW_TRACKING_URI", "sqlite:///{EA_DATA_DIR}/mlflow.db"),
+    ("DAGSTER_HOME", "{cwd}/.dagster_home"),
+    ("DBT_SEND_ANONYMOUS_USAGE_STATS", "false"),
+    ("DO_NOT_TRACK", "1"),
+    ("GX_ANALYTICS_ENABLED", "false"),
+    ("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "true"),
+)
+
+
+def apply_defaults(environ: dict[str, str] | None = None, cwd: Path | None = None) -> None:
+    """Fill in every unset variable with the embedded default (as the Makefile does)."""
+    env = os.environ if environ is None else environ
+    values = {"cwd": str((cwd or Path.cwd()).resolve())}
+    for name, template in _DEFAULTS:
+        if not env.get(name):
+            env[name] = template.format(**values)
+        values[name] = env[name]
+    # The venv's dbt must be found by dagster-dbt.
+    bindir = str(Path(sys.executable).parent)
+    if bindir not in env.get("PATH", "").split(os.pathsep):
+        env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
+
+
+def usage() -> str:
+    width = max(len(name) for name in COMMANDS)
+    lines = [
+        "usage: ea <command> [options]   (ea <command> --help for a command's options)",
+        "",
+        "commands:",
+    ]
+    for name, cmd in COMMANDS.items():
+        lines.append(f"  {name.ljust(width)}  {cmd.summary}")
+    lines += ["", "examples:"] + [f"  {cmd.example}" for cmd in COMMANDS.values()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0
+    name, rest = args[0], args[1:]
+    cmd = COMMANDS.get(name)
+    if cmd is None:
+        print(f"ea: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
+        return 2
+    apply_defaults()
+    module_name, func_name = cmd.target.split(":")
+    func = getattr(importlib.import_module(module_name), func_name)
+    # Subcommands name themselves in their own --help.
+    sys.argv = [f"ea {name}", *rest]
+    result = func(rest)
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -44,7 +44,8 @@ def test_a_dbt_command_uses_both_overrides_and_runs_no_version_process(tmp_path,
         dbt_executable=marts.DBT_EXECUTABLE,
         target=marts.DBT_TARGET,
     )
-    invocation = dbt.cli(["ls", "--select", "stg_raw__events"], manifest=marts.dbt_project.manifest_path)
+    manifest = marts.dbt_project.manifest_path
+    invocation = dbt.cli(["ls", "--select", "stg_raw__events"], manifest=manifest)
     invocation.wait()
     assert "version" in calls and "adapter" in calls, "dagster-dbt stopped calling the overrides"
     assert not any("--version" in a for a in spawned), f"a dbt --version process ran: {spawned}"

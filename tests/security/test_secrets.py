@@ -67,10 +67,8 @@ def _grep_tree(root: Path) -> list[str]:
     return hits
 
 
-# Known leak, fix pending in notifications/crm.py (owned by the deliveries engineer): `_http` copies
-# the first 300 bytes of an HTTP error body into the error, so a CRM that echoes the Authorization
-# header puts the bearer token into ops.outbox.last_error, logs, the Dagster event log and the
-# dead-letter mail. strict=True: once fixed this XPASSes and fails, so the marker gets removed.
+# The hostile CRM echoes the request headers in its error body; `notifications.crm._http` keeps the
+# first 300 bytes of an error body, with header values redacted, so the bearer token must not appear.
 @pytest.mark.parametrize("mode", ["hubspot", "webhook"])
 def test_planted_secrets_never_leak(mode, ea_env, echo_server, tmp_path, monkeypatch, capfd):
     db = ea_env["DUCKDB_DATABASE"]

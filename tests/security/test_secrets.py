@@ -68,7 +68,7 @@ def _grep_tree(root: Path) -> list[str]:
 
 
 # The hostile CRM echoes the request headers in its error body; `notifications.crm._http` keeps the
-# first 300 bytes of an error body, with header values redacted, so the bearer token must not appear.
+# first 300 bytes of an error body with header values redacted: the bearer token must not appear.
 @pytest.mark.parametrize("mode", ["hubspot", "webhook"])
 def test_planted_secrets_never_leak(mode, ea_env, echo_server, tmp_path, monkeypatch, capfd):
     db = ea_env["DUCKDB_DATABASE"]

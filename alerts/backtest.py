@@ -8,7 +8,7 @@ import time
 
 import pandas as pd
 
-from alerts.engine import EvaluationError, build_eval_table, check_inputs, table_exists
+from alerts.inputs import EvaluationError, build_eval_table, check_inputs, table_exists
 from alerts.rules import RuleSet
 from alerts.schema import ensure_schema
 

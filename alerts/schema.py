@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
+
 STATUSES = ("open", "acknowledged", "resolved", "expired")
 # What a person says when resolving: used as labels and for precision / fatigue KPIs.
 FEEDBACK = ("useful", "not_useful", "saved", "lost")
@@ -146,3 +149,9 @@ def ensure_schema(con) -> None:
     """Create the `alerts` schema and its tables if they do not exist yet (safe to call often)."""
     for statement in _DDL:
         con.execute(statement)
+
+
+def alert_id_for(rule_id: str, account_id: str, episode_start: dt.date) -> str:
+    """The deterministic alert id (see docs/contracts.md): rule + account + episode start."""
+    key = f"{rule_id}|{account_id}|{episode_start.isoformat()}"
+    return "al_" + hashlib.md5(key.encode()).hexdigest()[:20]

@@ -13,6 +13,7 @@ import duckdb
 from alerts.backtest import backtest, live_precision
 from alerts.engine import EvaluationError, evaluate
 from alerts.lifecycle import TransitionError, escalate_overdue, snooze, transition
+from alerts.recipients import People, alert_filter, may_see, role_of
 from alerts.rules import RulesFileError, columns_from_connection, load_routing, load_rules
 from alerts.schema import FEEDBACK, ensure_schema
 
@@ -70,31 +71,13 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _scope(con, routing, actor: str) -> tuple[str, str, list]:
-    """(role, SQL filter, params) for what `actor` may see and act on."""
-    actor = actor.lower()
-    role = routing.role_of(actor)
-    if role == "csm":
-        manages = con.execute(
-            "select count(*) from alerts.alerts where lower(escalation_email) = ?", [actor]
-        ).fetchall()[0][0]
-        role = "manager" if manages else "csm"
-    if role == "admin":
-        return role, "true", []
-    if role == "manager":
-        return role, "(lower(owner_email) = ? or lower(escalation_email) = ?)", [actor, actor]
-    return role, "lower(owner_email) = ?", [actor]
-
-
 def _check_in_scope(con, routing, actor: str, alert_id: str) -> None:
-    role, where, params = _scope(con, routing, actor)
-    found = con.execute(
-        f"select count(*) from alerts.alerts where alert_id = ? and {where}", [alert_id, *params]
-    ).fetchall()[0][0]
+    people = People.from_routing(routing)
     exists = con.execute(
         "select count(*) from alerts.alerts where alert_id = ?", [alert_id]
     ).fetchall()[0][0]
-    if exists and not found:
+    if exists and not may_see(con, people, actor, alert_id):
+        role = role_of(con, people, actor) or "no role"
         raise TransitionError(
             f"{actor} ({role}) may not act on alert {alert_id}: it is not in their book or team"
         )
@@ -159,23 +142,24 @@ def _run(con, args, config: Path) -> int:
         if not _has_alerts(con):
             print("no alerts yet (run `python -m alerts evaluate --as-of D` first)")
             return 0
-        role, where, params = _scope(con, routing, args.actor)
+        role, where, params = alert_filter(con, People.from_routing(routing), args.actor)
         if args.status == "active":
-            where += " and status in ('open', 'acknowledged')"
+            where += " and a.status in ('open', 'acknowledged')"
         elif args.status != "all":
-            where += " and status = ?"
-            params.append(args.status)
+            where += " and a.status = $status"
+            params["status"] = args.status
         rows = con.execute(
             f"""
             select alert_id, severity, status, account_name, rule_id, owner_email,
                    strftime(sla_due_at, '%Y-%m-%d %H:%M') as sla_due, round(priority) as priority
-            from alerts.alerts where {where}
+            from alerts.alerts a where {where}
             order by case severity when 'critical' then 0 when 'high' then 1
                      when 'medium' then 2 else 3 end, priority desc nulls last
-            limit ?
+            limit $limit
             """,
-            [*params, args.limit],
+            {**params, "limit": args.limit},
         ).fetchall()
+        role = role or "no role"
         print(f"{len(rows)} alert(s) visible to {args.actor} as {role}")
         for r in rows:
             print("  ".join(str(v) for v in r))

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from alerts.recipients import People, account_scopes
+
 SEVERITY_ORDER = {"critical": 0, "high": 1, "medium": 2, "low": 3}
 ACTIVE_STATUSES = ("open", "acknowledged")
 # Hex values of the PRD palette (converted from its oklch definitions; mail clients lack oklch).
@@ -73,6 +75,20 @@ class ContentConfig:
         return zones.get(recipient.lower(), "UTC")
 
     @property
+    def people(self) -> People:
+        """The routing.yml addresses the one scope model (alerts.recipients) needs."""
+        fallbacks = self.fallbacks
+        return People(
+            data_team=fallbacks["data_team"],
+            unassigned_owner=fallbacks["unassigned"],
+            default_escalation=fallbacks["default_escalation"],
+            admins=tuple(self.admins),
+            managers=tuple(
+                str(m).lower() for m in ((self.routing or {}).get("managers") or []) if m
+            ),
+        )
+
+    @property
     def admins(self) -> list[str]:
         r = self.routing or {}
         admins = r.get("admins") or (r.get("roles") or {}).get("admin") or []
@@ -116,46 +132,10 @@ def recipient_scopes(con, config: ContentConfig) -> list[tuple[str, str, str]]:
     """(recipient, role, account_id) for every person allowed to see an account.
 
     A CSM sees their own book, a manager their team's book, an admin everything; nobody else.
+    The one scope model lives in alerts.recipients; this is its account-level view.
     """
     _require(con, "marts.dim_accounts", "the dbt marts (marts.dim_accounts)")
-    return con.execute(
-        """
-        with acc as (select account_id, lower(csm_email) as csm, lower(manager_email) as mgr
-                     from marts.dim_accounts),
-        admins as (select unnest($admins::varchar[]) as email),
-        scopes as (
-            select csm as recipient, 'csm' as role, account_id from acc where csm is not null
-            union all
-            select mgr, 'manager', account_id from acc where mgr is not null
-            union all
-            select cast($unassigned as varchar), 'csm', account_id from acc
-            where csm is null and $unassigned is not null
-            union all
-            select cast($default_escalation as varchar), 'manager', account_id from acc
-            where mgr is null and $default_escalation is not null
-            union all
-            select cast($data_team as varchar), 'csm', '*' where $data_team is not null
-            union all
-            select admins.email, 'admin', acc.account_id from admins cross join acc
-            union all
-            -- warehouse-wide alerts (data freshness) belong to no account: admins only
-            select email, 'admin', '*' from admins
-        ),
-        ranked as (
-            select recipient, account_id,
-                   max(case role when 'admin' then 3 when 'manager' then 2 else 1 end)
-                       over (partition by recipient) as rank
-            from scopes
-        )
-        -- one role per person: the broadest they hold
-        select distinct recipient,
-               case rank when 3 then 'admin' when 2 then 'manager' else 'csm' end as role,
-               account_id
-        from ranked
-        order by 1, 3
-        """,
-        {"admins": config.admins, **config.fallbacks},
-    ).fetchall()
+    return account_scopes(con, config.people)
 
 
 def user_privacy(con) -> tuple[dict[str, str], set[str]]:

@@ -11,6 +11,7 @@ from typing import Any
 
 import jinja2
 
+from alerts.recipients import alert_audience
 from notifications import ics
 from notifications.content import (
     PALETTE,
@@ -163,22 +164,26 @@ def build_digests(
     ensure_schema(con)
     env = environment(templates_dir)
     scopes = recipient_scopes(con, config)
-    by_account: dict[str, list[dict]] = defaultdict(list)
-    for a in active_alerts(con, digest_date):
-        by_account[a["account_id"]].append(a)
+    active = {a["alert_id"]: a for a in active_alerts(con, digest_date)}
     champions, hidden = user_privacy(con)
     links = crm_links(con)
     previous = _previous_metrics(con, digest_date)
     book: dict[str, tuple[str, list[str]]] = {}
     for recipient, role, account_id in scopes:
         book.setdefault(recipient, (role, []))[1].append(account_id)
+    # Which alerts each person sees: their book, plus alerts routed or escalated to them.
+    visible: dict[str, list[dict]] = defaultdict(list)
+    for recipient, role, alert_id in alert_audience(con, config.people):
+        if alert_id in active:
+            visible[recipient].append(active[alert_id])
+            book.setdefault(recipient, (role, []))
     health = None
     deliveries = []
     for recipient, (role, accounts) in sorted(book.items()):
         if recipients is not None and recipient not in recipients:
             continue
         tz = config.timezone(recipient)
-        alerts = [a for acc in accounts for a in by_account.get(acc, [])]
+        alerts = list(visible.get(recipient, []))
         alerts.sort(
             key=lambda a: (
                 ["critical", "high", "medium", "low"].index(a["severity"])

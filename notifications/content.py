@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 import urllib.parse
 from dataclasses import dataclass, field
@@ -11,6 +10,8 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from alerts.recipients import People, account_scopes
+from notifications.links import ACTION_LABELS, ActionLinks
+from notifications.reasons import Glossary, glossary_at, reason_sentences
 
 SEVERITY_ORDER = {"critical": 0, "high": 1, "medium": 2, "low": 3}
 ACTIVE_STATUSES = ("open", "acknowledged")
@@ -51,6 +52,21 @@ class ContentConfig:
     dashboard_url: str = ""
     meeting_hour_utc: int = 15
     meeting_minutes: int = 30
+    # Signed one-click actions and "Open in inbox" (EA_PUBLIC_URL + secret); None = no links.
+    links: ActionLinks | None = None
+    # Words people read (config/glossary.yml); None = the repository's glossary.
+    glossary: Glossary | None = None
+
+    @property
+    def words(self) -> Glossary:
+        return self.glossary or glossary_at()
+
+    @property
+    def inbox_url(self) -> str:
+        """Where "Open the inbox" points: the inbox when links are on, else dashboard_url."""
+        if self.links is not None and self.links.enabled:
+            return self.links.inbox_url()
+        return self.dashboard_url
 
     def _address(self, key: str) -> str | None:
         value = (self.routing or {}).get(key)
@@ -188,78 +204,20 @@ def scrub(text: str | None, hidden: set[str]) -> str:
     return _TOKEN.sub(swap, text)
 
 
-def _loads(value: Any) -> Any:
-    if value is None or value == "":
-        return None
-    if isinstance(value, (list, dict)):
-        return value
-    try:
-        return json.loads(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _label(name: str) -> str:
-    return name.replace("_", " ").strip().capitalize()
-
-
-def facts(alert: dict[str, Any], hidden: set[str]) -> list[dict[str, str]]:
-    """Explanation facts with trend arrows: the clause values that fired and the model drivers."""
-    out: list[dict[str, str]] = []
-    expansion = is_expansion(alert.get("alert_type"))
-    parsed = _loads(alert.get("explanation_json"))
-    clauses = parsed.get("clauses", []) if isinstance(parsed, dict) else parsed
-    values: dict[str, Any] = {}
-    for c in clauses or []:
-        if isinstance(c, dict) and isinstance(c.get("values"), dict):
-            values.update(c["values"])
-        elif isinstance(c, dict) and (c.get("column") or c.get("name")):
-            values[str(c.get("column") or c.get("name"))] = c.get("value")
-    for name, value in values.items():
-        if isinstance(value, (dict, list)) or value is None:
-            continue
-        arrow = tone = ""
-        if (
-            isinstance(value, (int, float))
-            and not isinstance(value, bool)
-            and any(k in name for k in ("trend", "change", "delta"))
-        ):
-            arrow = "▲" if value > 0 else "▼" if value < 0 else ""
-            # Falling usage is bad news for a risk alert and rising usage good news either way.
-            tone = "" if not arrow else ("positive" if arrow == "▲" else "critical")
-        if isinstance(value, float):
-            shown = f"{value:+.0%}" if arrow and abs(value) <= 5 else f"{value:,.2f}"
-        else:
-            shown = str(value)
-        out.append(
-            {
-                "label": scrub(_label(name), hidden),
-                "value": scrub(shown, hidden),
-                "arrow": arrow,
-                "tone": tone,
-            }
-        )
-    drivers = _loads(alert.get("drivers_json"))
-    if isinstance(drivers, dict):  # the ml scores' shape: {"base_value", "drivers": [...]}
-        drivers = drivers.get("drivers", [])
-    for d in (drivers or [])[:3]:
-        if not isinstance(d, dict):
-            continue
-        name = str(d.get("feature") or d.get("name") or "")
-        contrib = d.get("contribution", d.get("shap", d.get("value")))
-        if not name or not isinstance(contrib, (int, float)):
-            continue
-        # A positive contribution pushes the model's probability up.
-        arrow = "▲" if contrib > 0 else "▼"
-        tone = "positive" if expansion == (contrib > 0) else "critical"
-        out.append(
-            {
-                "label": f"Model driver: {_label(name)}",
-                "value": f"{contrib:+.2f}",
-                "arrow": arrow,
-                "tone": tone,
-            }
-        )
+def reasons(
+    alert: dict[str, Any],
+    hidden: set[str],
+    glossary: Glossary | None = None,
+    metrics: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """The alert's reasons as sentences (notifications.reasons), scrubbed of opted-out users:
+    dicts with text, arrow (▲/▼), tone (critical / positive / muted), known, source.
+    """
+    out = []
+    for r in reason_sentences(alert, glossary, metrics):
+        d = r.as_dict()
+        d["text"] = scrub(d["text"], hidden)
+        out.append(d)
     return out
 
 
@@ -288,6 +246,27 @@ def money(value: Any) -> str:
     return f"${float(value):,.0f}"
 
 
+def one_click(
+    alert_id: str, recipient: str, links: ActionLinks | None, now: dt.datetime | None = None
+) -> list[dict[str, str]]:
+    """Signed Acknowledge / Snooze 7 days / Resolve links for `recipient`, and Open in inbox.
+
+    Empty when the inbox is not configured (no EA_PUBLIC_URL): an email never links nowhere.
+    """
+    if links is None or not links.enabled or not recipient:
+        return []
+    out = [
+        {
+            "label": ACTION_LABELS[a],
+            "href": links.action_url(alert_id, a, recipient, now),
+            "kind": a,
+        }
+        for a in ("acknowledge", "snooze", "resolve")
+    ]
+    out.append({"label": "Open in inbox", "href": links.inbox_url(alert_id), "kind": "open"})
+    return out
+
+
 def card(
     alert: dict[str, Any],
     champions: dict[str, str],
@@ -295,11 +274,23 @@ def card(
     crm_links: dict[str, str],
     sender_name: str = "",
     tz: str = "UTC",
+    *,
+    config: ContentConfig | None = None,
+    recipient: str = "",
+    metrics: dict[str, Any] | None = None,
+    now: dt.datetime | None = None,
 ) -> dict[str, Any]:
-    """Everything the templates show for one alert, already scrubbed of opted-out users."""
+    """Everything a person reads about one alert, already scrubbed of opted-out users.
+
+    `reasons` are plain sentences; `rule_expression` (the stored explanation with the rule's
+    syntax) is for the data team's views only, never for an email.
+    """
+    config = config or ContentConfig()
+    words = config.words
     severity = alert.get("severity") or "low"
     account = alert.get("account_name") or alert["account_id"]
-    explanation = scrub(alert.get("explanation"), hidden)
+    why = reasons(alert, hidden, words, metrics)
+    explanation = ". ".join(r["text"] for r in why)
     recommendation = scrub(alert.get("recommendation_text"), hidden)
     champion = champions.get(alert["account_id"])
     greeting = "Hi," if not champion else f"Hi {champion.split('@')[0].split('.')[0].title()},"
@@ -308,6 +299,7 @@ def card(
         f"and whether there is anything we can help with.\n\n{recommendation}\n\n"
         f"Best regards,\n{sender_name}"
     ).strip()
+    title = words.term("alert_types", alert.get("alert_type"))
     # Warehouse-wide alerts (account "*") have no customer to write to.
     actions = (
         []
@@ -321,8 +313,9 @@ def card(
     )
     if alert.get("escalation_email"):
         escalate_body = (
-            f"Escalating {severity} alert on {account} (ARR {money(alert.get('arr'))}).\n\n"
-            f"Why: {explanation}\n\nRecommended: {recommendation}\n\nAlert id: {alert['alert_id']}"
+            f"Escalating {severity} alert on {account} (ARR {money(alert.get('arr'))}): "
+            f"{title}.\n\nWhy: {explanation}\n\nRecommended: {recommendation}\n\n"
+            f"Alert id: {alert['alert_id']}"
         )
         actions.append(
             {
@@ -332,34 +325,95 @@ def card(
                 ),
             }
         )
-    if alert["alert_id"] in crm_links:
-        actions.append({"label": "Open CRM task", "href": crm_links[alert["alert_id"]]})
+    tasks = (
+        [{"label": "Open CRM task", "href": crm_links[alert["alert_id"]]}]
+        if alert["alert_id"] in crm_links
+        else []
+    )
     sla = alert.get("sla_due_at")
     return {
         "alert_id": alert["alert_id"],
         "account_id": alert["account_id"],
         "account_name": account,
-        "alert_type": (alert.get("alert_type") or "").replace("_", " "),
+        "alert_type": title.lower() if title else "",
+        "title": title,
         "is_expansion": is_expansion(alert.get("alert_type")),
         "severity": severity,
-        "colour": PALETTE["expansion"]
-        if is_expansion(alert.get("alert_type")) and severity not in ("critical",)
-        else SEVERITY_COLOURS.get(severity, PALETTE["muted"]),
+        "colour": severity_colour(severity, alert.get("alert_type")),
         "status": alert.get("status"),
         "arr": money(alert.get("arr")),
         "probability": None
         if alert.get("probability") is None
         else f"{float(alert['probability']):.0%}",
         "explanation": explanation,
-        "facts": facts(alert, hidden),
+        "reasons": why,
+        "rule_expression": scrub(alert.get("explanation"), hidden),
         "recommendation": recommendation,
-        "recommended_action": (alert.get("recommended_action") or "").replace("_", " "),
+        "recommended_action": words.term("actions", alert.get("recommended_action")),
         "sla_due": local_time(sla, tz) if isinstance(sla, dt.datetime) else "",
         "first_raised_on": str(alert.get("first_raised_on") or ""),
         "actions": actions,
+        "task_links": tasks,
+        "one_click": one_click(alert["alert_id"], recipient, config.links, now),
         "invite": alert.get("recommended_action") in MEETING_ACTIONS,
         "champion": champion,
     }
+
+
+def severity_colour(severity: str, alert_type: str | None = None) -> str:
+    """The card colour: severity traffic lights, amber for expansion (unless critical)."""
+    if is_expansion(alert_type) and severity != "critical":
+        return PALETTE["expansion"]
+    return SEVERITY_COLOURS.get(severity, PALETTE["muted"])
+
+
+def group_by_account(cards: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One group per account, worst alert first, groups in the order of their worst alert.
+
+    `cards` must already be sorted worst first (severity, then priority); a group carries the
+    account's name, ARR and colour of its worst alert, and its alerts as `alerts`.
+    """
+    groups: dict[str, dict[str, Any]] = {}
+    for c in cards:
+        g = groups.get(c["account_id"])
+        if g is None:
+            g = groups[c["account_id"]] = {
+                "account_id": c["account_id"],
+                "account_name": c["account_name"],
+                "arr": c["arr"],
+                "severity": c["severity"],
+                "colour": c["colour"],
+                "champion": c.get("champion"),
+                # Writing to the customer or the manager is about the account: offered once,
+                # drafted from its worst alert.
+                "actions": c["actions"],
+                "alerts": [],
+            }
+        g["alerts"].append(c)
+    for g in groups.values():
+        g["alert_types"] = ", ".join(dict.fromkeys(a["alert_type"] for a in g["alerts"]))
+        g["next_step"] = next((a["recommended_action"] for a in g["alerts"]), "")
+    return list(groups.values())
+
+
+def account_metrics(con, account_ids: list[str], as_of: dt.date) -> dict[str, dict[str, Any]]:
+    """Each account's latest row of marts.account_health on or before `as_of` (the values a
+    model signal refers to); {} when the mart is not built.
+    """
+    ids = [a for a in dict.fromkeys(account_ids) if a and a != "*"]
+    if not ids or not _table_exists(con, "marts", "account_health"):
+        return {}
+    cur = con.execute(
+        """
+        select * from marts.account_health
+        where list_contains($ids, account_id) and as_of_date <= $d
+        qualify row_number() over (partition by account_id order by as_of_date desc) = 1
+        """,
+        {"ids": ids, "d": as_of},
+    )
+    names = [d[0] for d in cur.description]
+    rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+    return {r["account_id"]: r for r in rows}
 
 
 def active_alerts(con, as_of: dt.date | None = None) -> list[dict[str, Any]]:

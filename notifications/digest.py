@@ -16,9 +16,11 @@ from notifications import ics
 from notifications.content import (
     PALETTE,
     ContentConfig,
+    account_metrics,
     active_alerts,
     card,
     crm_links,
+    group_by_account,
     is_expansion,
     money,
     recipient_scopes,
@@ -27,9 +29,10 @@ from notifications.content import (
 from notifications.outbox import Delivery, dead_letters, outbox_counts
 from notifications.schema import ensure_schema
 
-# Caps that keep the largest (admin) digest under the size at which Gmail clips a message.
-MAX_CARDS = 12
-MAX_TABLE_ROWS = 60
+# Caps that keep the largest (admin) digest under the size at which Gmail clips a message, with
+# four signed action links per alert in the cards (accounts in cards, rows of the table).
+MAX_CARDS = 10
+MAX_TABLE_ROWS = 50
 
 
 def environment(templates_dir: Path) -> jinja2.Environment:
@@ -70,6 +73,7 @@ def invite_attachment(
         f"Account: {c['account_name']} ({c['account_id']})\n"
         f"Alert: {c['alert_type']} - {c['severity']} (id {c['alert_id']})\n"
         f"Why: {c['explanation']}\nRecommended: {c['recommendation']}"
+        + (f"\nOpen in the inbox: {c['one_click'][-1]['href']}" if c.get("one_click") else "")
     )
     text = ics.meeting_request(
         uid=f"{c['alert_id']}@engagement-alerts",
@@ -165,6 +169,7 @@ def build_digests(
     env = environment(templates_dir)
     scopes = recipient_scopes(con, config)
     active = {a["alert_id"]: a for a in active_alerts(con, digest_date)}
+    metrics = account_metrics(con, [a["account_id"] for a in active.values()], digest_date)
     champions, hidden = user_privacy(con)
     links = crm_links(con)
     previous = _previous_metrics(con, digest_date)
@@ -198,16 +203,33 @@ def build_digests(
         listed = [a for a in alerts if not a.get("in_digest_summary")]
         top = [
             a for a in listed if a["severity"] in ("critical", "high") and _is_news(a, digest_date)
-        ]
-        rest = top[MAX_CARDS:] + [a for a in listed if a not in top]
-        cards = [
-            card(a, champions, hidden, links, a.get("csm_name") or "", tz) for a in top[:MAX_CARDS]
-        ]
-        table = [
-            card(a, champions, hidden, links, a.get("csm_name") or "", tz)
-            for a in rest[:MAX_TABLE_ROWS]
-        ]
-        metrics = _metrics(alerts, digest_date, now)
+        ][:MAX_CARDS]
+        # One card per account: an account with news shows all its listed alerts there, worst
+        # first; every other account is one row of the table.
+        carded = {a["account_id"] for a in top}
+        in_cards = [a for a in listed if a["account_id"] in carded]
+        rest = [a for a in listed if a["account_id"] not in carded]
+
+        def make(a: dict, tz: str = tz, recipient: str = recipient) -> dict:
+            return card(
+                a,
+                champions,
+                hidden,
+                links,
+                a.get("csm_name") or "",
+                tz,
+                config=config,
+                recipient=recipient,
+                metrics=metrics.get(a["account_id"]),
+                now=now,
+            )
+
+        cards = [make(a) for a in in_cards]
+        groups = group_by_account(cards)
+        rest_accounts = list(dict.fromkeys(a["account_id"] for a in rest))
+        shown = set(rest_accounts[:MAX_TABLE_ROWS])
+        table = group_by_account([make(a) for a in rest if a["account_id"] in shown])
+        totals = _metrics(alerts, digest_date, now)
         if role == "admin" and health is None:
             health = {"counts": outbox_counts(con), "dead": dead_letters(con, 5)}
         context = {
@@ -220,20 +242,24 @@ def build_digests(
             }[role],
             "accounts": len(accounts),
             "digest_date": digest_date.isoformat(),
-            "headline": _headline(metrics, previous.get(recipient)),
-            "cards": cards,
+            "headline": _headline(totals, previous.get(recipient)),
+            "groups": groups,
             "table": table,
-            "more": max(0, len(rest) - MAX_TABLE_ROWS),
+            "more": max(0, len(rest_accounts) - MAX_TABLE_ROWS),
             "summarised": len(summarised),
             "palette": PALETTE,
             "product": config.product_name,
-            "dashboard_url": config.dashboard_url,
+            "dashboard_url": config.inbox_url,
             "health": health if role == "admin" else None,
         }
         subject = (
             f"{config.product_name} digest {digest_date:%d %b}: "
-            f"{metrics['critical_high']} need attention, {metrics['open_alerts']} open"
+            f"{totals['critical_high']} need attention, {totals['open_alerts']} open"
         )
+        # Invites only for the news that made the card (not every alert grouped under it).
+        news = {a["alert_id"] for a in top}
+        for c in cards:
+            c["invite"] = c["invite"] and c["alert_id"] in news
         attachments = [
             invite_attachment(c, recipient, now, config)
             for c in cards
@@ -248,7 +274,7 @@ def build_digests(
             ),
             "text": env.get_template("digest.txt.j2").render(subject=subject, **context),
             "attachments": attachments,
-            "metrics": metrics,
+            "metrics": totals,
             "alert_ids": [a["alert_id"] for a in alerts],
             "kind": "digest",
         }
@@ -296,6 +322,7 @@ def build_critical_alerts(
         allowed[account_id].add(recipient)
     champions, hidden = user_privacy(con)
     links = crm_links(con)
+    metrics = account_metrics(con, [a["account_id"] for a in alerts], now.date())
     deliveries = []
     for a in alerts:
         scope = allowed.get(a["account_id"], set())
@@ -305,17 +332,29 @@ def build_critical_alerts(
             continue  # no one is entitled to this account; the digest for admins still shows it
         esc = (a.get("escalation_email") or "").lower()
         cc = [esc] if esc and esc in scope and esc != to else []
-        c = card(a, champions, hidden, links, a.get("csm_name") or "", config.timezone(to))
+        c = card(
+            a,
+            champions,
+            hidden,
+            links,
+            a.get("csm_name") or "",
+            config.timezone(to),
+            config=config,
+            recipient=to,
+            metrics=metrics.get(a["account_id"]),
+            now=now,
+        )
         subject = f"Critical: {c['account_name']} - {c['alert_type']}"
         context = {
             "title": f"Critical alert: {c['account_name']}",
             "subtitle": f"Raised {c['first_raised_on']}, sent right away, not held for the digest",
             "card": c,
+            "group": group_by_account([c])[0],
             "palette": PALETTE,
             "product": config.product_name,
             "recipient": to,
             "subject": subject,
-            "dashboard_url": config.dashboard_url,
+            "dashboard_url": config.inbox_url,
         }
         payload = {
             "to": [to],
@@ -377,22 +416,35 @@ def build_escalations(
     env = environment(templates_dir)
     champions, hidden = user_privacy(con)
     links = crm_links(con)
+    metrics = account_metrics(con, [a["account_id"] for a in alerts.values()], now.date())
     deliveries = []
     for escalation_id, alert_id, to, reason in pending:
         a = alerts.get(alert_id)
         if a is None or to not in allowed.get(a["account_id"], set()):
             continue  # closed meanwhile, or the address may not see this account
-        c = card(a, champions, hidden, links, a.get("csm_name") or "", config.timezone(to))
+        c = card(
+            a,
+            champions,
+            hidden,
+            links,
+            a.get("csm_name") or "",
+            config.timezone(to),
+            config=config,
+            recipient=to,
+            metrics=metrics.get(a["account_id"]),
+            now=now,
+        )
         subject = f"Escalation: {c['account_name']} - {c['alert_type']} past its SLA"
         context = {
             "title": f"Escalation: {c['account_name']}",
             "subtitle": reason or "Past its SLA without acknowledgement",
             "card": c,
+            "group": group_by_account([c])[0],
             "palette": PALETTE,
             "product": config.product_name,
             "recipient": to,
             "subject": subject,
-            "dashboard_url": config.dashboard_url,
+            "dashboard_url": config.inbox_url,
         }
         owner = (a.get("owner_email") or "").lower()
         payload = {

@@ -9,8 +9,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from notifications.content import active_alerts, money, scrub, user_privacy
+from notifications.content import account_metrics, active_alerts, money, scrub, user_privacy
 from notifications.outbox import Delivery, DeliveryError, OutboxRow
+from notifications.reasons import Glossary, glossary_at, reason_texts
 from notifications.schema import ensure_schema
 
 
@@ -47,10 +48,15 @@ def _iso_z(value: dt.datetime) -> str:
 
 
 def build_crm_tasks(
-    con, policy: TaskPolicy | None = None, now: dt.datetime | None = None
+    con,
+    policy: TaskPolicy | None = None,
+    now: dt.datetime | None = None,
+    glossary: Glossary | None = None,
+    inbox_url: str = "",
 ) -> list[Delivery]:
     """One task per qualifying open alert (key `crm:<alert_id>`), assigned to the alert's owner,
-    associated with the account, explanation + recommendation in the body, SLA as due date.
+    associated with the account, the reasons in plain sentences and the recommendation in the
+    body (a link to the alert in the inbox when `inbox_url` is given), SLA as due date.
     """
     policy = policy or TaskPolicy()
     now = now or dt.datetime.now(dt.UTC).replace(tzinfo=None)
@@ -69,31 +75,38 @@ def build_crm_tasks(
     if not alerts:
         return []
     _, hidden = user_privacy(con)
+    words = glossary or glossary_at()
+    metrics = account_metrics(con, [a["account_id"] for a in alerts], now.date())
     out = []
     for a in alerts:
         owner = a.get("owner_email") or a.get("csm_email") or ""
         due = a.get("sla_due_at") or now + dt.timedelta(hours=policy.default_due_hours)
         account = a.get("account_name") or a["account_id"]
+        why = [scrub(t, hidden) for t in reason_texts(a, words, metrics.get(a["account_id"]))]
         body = "\n".join(
             x
             for x in [
-                f"{(a.get('alert_type') or 'alert').replace('_', ' ').capitalize()} "
+                f"{words.term('alert_types', a.get('alert_type')) or 'Alert'} "
                 f"({a.get('severity')}) on {account}, ARR {money(a.get('arr'))}.",
-                f"Why: {scrub(a.get('explanation'), hidden)}",
+                "Why:" if why else "",
+                *(f"- {t}" for t in why),
                 f"Recommended: {scrub(a.get('recommendation_text'), hidden)}",
+                f"Open in the alert inbox: {inbox_url.rstrip('/')}/alerts/{a['alert_id']}"
+                if inbox_url
+                else "",
                 f"Alert id: {a['alert_id']}",
             ]
             if x
         )
-        action = (a.get("recommended_action") or "follow up").replace("_", " ")
+        action = words.term("actions", a.get("recommended_action")) or "Follow up"
         task = {
             "alert_id": a["alert_id"],
             "account_id": a["account_id"],
             "account_name": account,
             "owner_email": owner,
             "severity": a.get("severity"),
-            "subject": f"{action.capitalize()}: {account} ({a.get('severity')} "
-            f"{(a.get('alert_type') or '').replace('_', ' ')})",
+            "subject": f"{action}: {account} ({a.get('severity')} "
+            f"{words.term('alert_types', a.get('alert_type')).lower()})",
             "body": body,
             "due_at": _iso_z(due),
         }

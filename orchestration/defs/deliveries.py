@@ -23,6 +23,7 @@ from notifications.outbox import (
     send_emails_now,
     utcnow,
 )
+from notifications.reasons import glossary_at
 from notifications.schema import ensure_schema
 from notifications.tasks import TaskPolicy, build_crm_tasks, sync_task_status
 from orchestration.asof import AsOfConfig, resolve_as_of
@@ -161,6 +162,14 @@ def _templates(paths: PathsResource) -> Path:
     return paths.config / "templates" / "email"
 
 
+def _content(paths: PathsResource) -> ContentConfig:
+    """Routing and the glossary (config/glossary.yml: the words every message uses)."""
+    glossary = paths.config / "glossary.yml"
+    return ContentConfig(
+        routing=_routing(paths), glossary=glossary_at(glossary) if glossary.exists() else None
+    )
+
+
 def _senders(smtp: SmtpResource, crm: CrmResource, paths: PathsResource) -> dict[str, Any]:
     return {"email": smtp.sender(), "crm_task": crm.connector(_crm_maps(paths))}
 
@@ -224,7 +233,9 @@ def crm_tasks(
     now = utcnow()
     with duckdb.get_connection() as con:
         ensure_schema(con)
-        tasks = build_crm_tasks(con, TaskPolicy.from_routing(_routing(paths)), now)
+        tasks = build_crm_tasks(
+            con, TaskPolicy.from_routing(_routing(paths)), now, _content(paths).glossary
+        )
         new = enqueue(con, tasks, now)
         report = deliver_due(
             con, {"crm_task": crm.connector(_crm_maps(paths))}, now, channels=["crm_task"]
@@ -266,7 +277,7 @@ def digests(
             con,
             as_of,
             _templates(paths),
-            ContentConfig(routing=_routing(paths)),
+            _content(paths),
             now=dt.datetime.combine(as_of, dt.time(7)),
         )
         new, report = send_emails_now(con, built, smtp.sender(), now)
@@ -315,7 +326,7 @@ def no_dead_letters(duckdb: DuckDBResource) -> dg.AssetCheckResult:
 
 def _critical_and_escalations(con, paths: PathsResource, now: dt.datetime) -> list:
     """Critical alerts not yet in the outbox, plus SLA breaches (just as urgent)."""
-    content = ContentConfig(routing=_routing(paths))
+    content = _content(paths)
     built = build_critical_alerts(con, _templates(paths), content, now)
     return built + build_escalations(con, _templates(paths), content, now)
 

@@ -12,6 +12,7 @@ from notifications import ics
 from notifications.capture import CaptureServer, free_port
 from notifications.content import ContentConfig
 from notifications.digest import build_critical_alerts, build_digests, build_escalations
+from notifications.links import ActionLinks
 from notifications.mail import SmtpConfig, SmtpSender
 from notifications.outbox import RetryPolicy, deliver_due, enqueue, outbox_counts, utcnow
 from notifications.testing.sample import CHAMPION_EMAIL, OPTED_OUT_EMAIL
@@ -73,9 +74,15 @@ def test_digest_content_order_privacy_and_parts(con, content, smtp, capture):
     assert msg.get_content_type() == "multipart/mixed"
     text = msg.get_body(preferencelist=("plain",)).get_content()
     html = _html(msg)
-    # Critical and high alerts first as cards, the medium one in the compact table below.
-    assert html.index("Acme Logistics") < html.index("Globex Health") < html.index("Also open")
-    assert "NEEDS ATTENTION NOW" in text and "ALSO OPEN" in text
+    # One card per account, worst account first; inside a card its alerts worst first (Globex's
+    # medium adoption gap sits under its high engagement drop, not in a table of its own).
+    assert html.index("Acme Logistics") < html.index("Globex Health")
+    assert html.index("Engagement drop") < html.index("Adoption gap")
+    assert html.count("Globex Health</td>") == 1 and "Also open" not in html
+    assert "NEEDS ATTENTION NOW" in text and "ALSO OPEN" not in text
+    # Accounts without news are one compact row each.
+    ben = _html(mails["ben@example.com"].message)
+    assert "Also open" in ben and ben.count("Initech Finance</td>") == 1
     assert "border-left" in html or "#e62b34" in html
     assert "▼" in html and "▲" in html
     for banned in ("display:flex", "display: flex", "position:absolute", "position: absolute"):
@@ -317,7 +324,12 @@ def test_a_big_book_stays_under_the_gmail_clipping_size(con, content):
         """,
         {"d": DAY, "now": NOW, "t": long_text},
     )
-    built = build_digests(con, DAY, TEMPLATES, content, NOW)
+    # As sent in production: four signed action links per alert in the cards.
+    linked = ContentConfig(
+        routing=content.routing, links=ActionLinks("https://alerts.example.com", "k" * 43)
+    )
+    built = build_digests(con, DAY, TEMPLATES, linked, NOW)
+    assert "https://alerts.example.com/a/" in built[0].payload["html"]
     sizes = {d.recipient: len(d.payload["html"].encode()) for d in built}
     assert max(sizes.values()) < 100_000, sorted(sizes.items(), key=lambda kv: -kv[1])[:3]
     admin = next(d for d in built if d.recipient == "cs-director@example.com").payload["html"]

@@ -92,6 +92,12 @@ def continue_and_select_new(con, as_of, at) -> tuple[int, int, int]:
                   -- a rule for the rest of the replay
                   and (least(cast(c.resolved_at as date), c.last_seen_on + 1)
                        + cast(r.cooldown_days as integer) > $d
+                       -- a critical rule cools down only after a person resolved it: the
+                       -- engine closing it (cleared, expired) must not mute a condition
+                       and (r.severity != 'critical' or (c.status = 'resolved' and exists (
+                            select 1 from alerts.audit_log l
+                            where l.alert_id = c.alert_id and l.event = 'resolved'
+                              and l.actor not like 'system:%')))
                        or c.alert_id = 'al_' || left(md5(k.rule_id || '|' || k.account_id
                                                         || '|' || cast($d as string)), 20))
             ) as is_cooling
@@ -154,10 +160,14 @@ def resolve_cleared(con, rule_ids: list[str], as_of, at) -> int:
           and a.episode_start_date <= ?
           and not exists (select 1 from _ea_keys h
                           where h.rule_id = a.rule_id and h.account_id = a.account_id)
+          -- hysteresis: false for clear_after_days days in a row (a short dip keeps it open)
+          and a.last_seen_on <= cast(? as date) - (
+              select cast(r.clear_after_days as integer) from _ea_rules r
+              where r.rule_id = a.rule_id)
           and (a.account_id = '{WHOLE_WAREHOUSE}'
                or a.account_id in (select account_id from _ea_eval where _gate_ok))
         """,
-        [*rule_ids, as_of],
+        [*rule_ids, as_of, as_of],
         "resolved",
         at,
         "'condition_cleared'",
@@ -189,12 +199,14 @@ def _expire(con, enabled_ids: list[str], has_rows: bool, as_of, at) -> int:
                     when a.account_id != '{WHOLE_WAREHOUSE}' and ?
                          and a.account_id not in (select account_id from _ea_eval)
                         then 'account no longer in marts.account_health'
+                    -- a critical alert never expires while its condition holds
                     when date_diff('day', a.episode_start_date, cast(? as date))
                          >= e.expire_after_days
+                         and not (a.severity = 'critical' and a.last_seen_on >= cast(? as date))
                         then 'still open after ' || e.expire_after_days || ' days'
                 end as why
             from alerts.alerts a left join _ea_expire_df e using (rule_id)
             where a.status in ('open', 'acknowledged')
         ) where why is not null
     """
-    return close(con, inner, [*enabled_ids, has_rows, as_of], "expired", at, "why")
+    return close(con, inner, [*enabled_ids, has_rows, as_of, as_of], "expired", at, "why")

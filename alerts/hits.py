@@ -30,7 +30,7 @@ def hit_query(rules: list[Rule], gated: bool) -> tuple[str, list]:
 
 
 def register_rules(con, ruleset: RuleSet) -> None:
-    """Temp table _ea_rules: per enabled rule its severity weight, model and cooldown."""
+    """Temp table _ea_rules: per enabled rule its weight, model, cooldown, severity, hysteresis."""
     import pandas as pd  # local: only the engine's batch path needs it
 
     rules_frame = pd.DataFrame(
@@ -39,9 +39,18 @@ def register_rules(con, ruleset: RuleSet) -> None:
             "weight": [ruleset.severity_weights[r.severity] for r in ruleset.enabled],
             "model": [r.model for r in ruleset.enabled],
             "cooldown_days": [r.cooldown_days for r in ruleset.enabled],
+            "severity": [r.severity for r in ruleset.enabled],
+            "clear_after_days": [r.clear_after_days for r in ruleset.enabled],
         }
     ).astype(
-        {"rule_id": "object", "model": "object", "weight": "float64", "cooldown_days": "int64"}
+        {
+            "rule_id": "object",
+            "model": "object",
+            "weight": "float64",
+            "cooldown_days": "int64",
+            "severity": "object",
+            "clear_after_days": "int64",
+        }
     )
     con.register("_ea_rules_df", rules_frame)
     con.execute("create or replace temp table _ea_rules as select * from _ea_rules_df")

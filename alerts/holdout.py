@@ -12,11 +12,14 @@ _BUCKETS = 2**32
 
 @dataclass(frozen=True)
 class Holdout:
-    """`routing.yml` -> `holdout: {enabled, share, salt}`; off unless a team turns it on."""
+    """`routing.yml` -> `holdout: {enabled, share, salt, include_critical}`; off unless a team
+    turns it on. Critical alerts are always delivered unless `include_critical` says otherwise.
+    """
 
     enabled: bool = False
     share: float = 0.10
     salt: str = "ea-holdout-v1"
+    include_critical: bool = False
 
 
 def holdout_fraction(account_id: str, salt: str) -> float:
@@ -25,8 +28,10 @@ def holdout_fraction(account_id: str, salt: str) -> float:
     return int(digest[:8], 16) / _BUCKETS
 
 
-def in_holdout(account_id: str, holdout: Holdout) -> bool:
-    """True when this account's alerts are recorded but never delivered."""
+def in_holdout(account_id: str, holdout: Holdout, severity: str | None = None) -> bool:
+    """True when this account's alerts (of this severity) are recorded but never delivered."""
+    if severity == "critical" and not holdout.include_critical:
+        return False
     return (
         holdout.enabled
         and account_id != "*"
@@ -43,13 +48,18 @@ def holdout_sql(column: str = "account_id") -> str:
 
 
 def mark_holdout(con, holdout: Holdout, raised_on) -> int:
-    """Flag the alerts raised on `raised_on` for holdout accounts; returns how many."""
+    """Flag the alerts raised on `raised_on` for holdout accounts; returns how many.
+
+    Critical alerts stay out of the holdout (they are always delivered) unless the team set
+    `include_critical: true`.
+    """
     if not holdout.enabled:
         return 0
     params = {"holdout_salt": holdout.salt, "holdout_share": holdout.share, "d": raised_on}
+    critical = "" if holdout.include_critical else "and severity != 'critical' "
     con.execute(
         f"update alerts.alerts set is_holdout = true where first_raised_on = $d "
-        f"and not is_holdout and {holdout_sql()}",
+        f"and not is_holdout {critical}and {holdout_sql()}",
         params,
     )
     return con.execute(

@@ -86,6 +86,7 @@ RULE_KEYS = {
     "enabled",
     "model",
     "expire_after_days",
+    "clear_after_days",
     "description",
 }
 REQUIRED_KEYS = ("id", "title", "type", "condition", "severity", "sla_hours", "recommendation")
@@ -122,6 +123,9 @@ class Rule:
     model: str | None
     expire_after_days: int
     description: str = ""
+    # Days the condition must stay false before the engine resolves the alert (1 = the first
+    # day it is false): a shorter dip keeps the alert open, so it neither re-arms nor re-notifies.
+    clear_after_days: int = 1
 
 
 @dataclass
@@ -248,6 +252,9 @@ def parse_rules(
     default_expire = _days(
         defaults.get("expire_after_days", 45), "expire_after_days", problems, "defaults"
     )
+    default_clear = _days(
+        defaults.get("clear_after_days", 1), "clear_after_days", problems, "defaults"
+    )
     env = template_env(templates_dir)
     rules: list[Rule] = []
     seen: set[str] = set()
@@ -305,6 +312,11 @@ def parse_rules(
         expire = _days(
             raw.get("expire_after_days", default_expire), "expire_after_days", problems, where
         )
+        clear = _days(
+            raw.get("clear_after_days", default_clear), "clear_after_days", problems, where
+        )
+        if clear == 0:
+            problems.append(f"{where}: clear_after_days must be at least 1")
         sla = raw["sla_hours"]
         if isinstance(sla, bool) or not isinstance(sla, int | float) or sla <= 0:
             problems.append(f"{where}: sla_hours must be a positive number of hours, got {sla!r}")
@@ -338,7 +350,7 @@ def parse_rules(
         if not isinstance(title, str) or not title.strip():
             problems.append(f"{where}: title must be non-empty text")
         if compiled is None or any(
-            v is None for v in (cooldown, expire, action, template)
+            v is None for v in (cooldown, expire, clear, action, template)
         ):  # already reported
             continue
         rules.append(
@@ -358,6 +370,7 @@ def parse_rules(
                 model=model,
                 expire_after_days=expire,
                 description=str(raw.get("description", "")),
+                clear_after_days=max(clear, 1),
             )
         )
     if problems:
@@ -476,21 +489,34 @@ def load_routing(path: Path) -> Routing:
 
 
 def _parse_holdout(doc: object, problems: list[str]) -> Holdout:
-    """`holdout: {enabled: bool, share: 0 < x < 0.5, salt: text}`; absent = off."""
+    """`holdout: {enabled: bool, share: 0 < x < 0.5, salt: text, include_critical: bool}`;
+    absent = off.
+    """
     if doc is None:
         return Holdout()
-    if not isinstance(doc, dict) or set(doc) - {"enabled", "share", "salt"}:
-        problems.append("holdout: must be a mapping with keys enabled, share, salt")
+    keys = {"enabled", "share", "salt", "include_critical"}
+    if not isinstance(doc, dict) or set(doc) - keys:
+        problems.append(f"holdout: must be a mapping with keys {', '.join(sorted(keys))}")
         return Holdout()
     enabled = doc.get("enabled", False)
     share = doc.get("share", Holdout.share)
     salt = doc.get("salt", Holdout.salt)
+    include_critical = doc.get("include_critical", False)
     if not isinstance(enabled, bool):
         problems.append(f"holdout.enabled: must be true or false, got {enabled!r}")
+    if not isinstance(include_critical, bool):
+        problems.append(
+            f"holdout.include_critical: must be true or false, got {include_critical!r}"
+        )
     if isinstance(share, bool) or not isinstance(share, int | float) or not 0 < share < 0.5:
         problems.append(f"holdout.share: must be a fraction between 0 and 0.5, got {share!r}")
         share = Holdout.share
     if not isinstance(salt, str) or not salt:
         problems.append("holdout.salt: must be non-empty text (changing it reshuffles the groups)")
         salt = Holdout.salt
-    return Holdout(enabled=enabled is True, share=float(share), salt=salt)
+    return Holdout(
+        enabled=enabled is True,
+        share=float(share),
+        salt=salt,
+        include_critical=include_critical is True,
+    )

@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 import duckdb
 
 from notifications.outbox import dead_letters, outbox_counts, requeue_dead
+from warehouse.ops_state import ops_state_path, publish_ops_state
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,6 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "requeue-dead":
             n = requeue_dead(con, args.channel)
+            # The sensors read the published work list, never the warehouse: publish it.
+            data_dir = os.environ.get("EA_DATA_DIR") or Path(args.db).resolve().parent
+            publish_ops_state(con, ops_state_path(data_dir), "ea outbox requeue-dead")
             print(f"{n} dead deliveries queued again; the outbox retry sensor sends them.")
         counts = outbox_counts(con)
         print(", ".join(f"{v} {k}" for k, v in counts.items()))

@@ -8,6 +8,7 @@ import json
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -169,94 +170,167 @@ def due_rows(
     channels: Iterable[str] | None = None,
     keys: Iterable[str] | None = None,
 ) -> list[OutboxRow]:
-    """Pending or failed deliveries whose next attempt is due, oldest first."""
+    """Pending or failed deliveries whose next attempt is due, oldest first (read only)."""
     ensure_schema(con)
+    where, params = _due_filter(now, channels, keys)
+    if where is None:
+        return []
+    sql = (
+        "select delivery_id, idempotency_key, channel, alert_id, account_id, recipient, "
+        f"coalesce(subject, ''), payload_json, attempts from ops.outbox where {where} "
+        "order by created_at, delivery_id"
+    )
+    return [_row(r) for r in con.execute(sql, params).fetchall()]
+
+
+def _row(r) -> OutboxRow:
+    return OutboxRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7]), r[8])
+
+
+def _due_filter(
+    now: dt.datetime, channels: Iterable[str] | None, keys: Iterable[str] | None
+) -> tuple[str | None, dict[str, object]]:
     channels = None if channels is None else list(channels)
     keys = None if keys is None else list(keys)
     if channels == [] or keys == []:
-        return []
-    sql = """
-        select delivery_id, idempotency_key, channel, alert_id, account_id, recipient,
-               coalesce(subject, ''), payload_json, attempts
-        from ops.outbox
-        where status in ('pending', 'failed') and coalesce(next_attempt_at, created_at) <= $now
-    """
+        return None, {}
+    where = "status in ('pending', 'failed') and coalesce(next_attempt_at, created_at) <= $now"
     params: dict[str, object] = {"now": now}
     if channels is not None:
-        sql += " and list_contains($channels, channel)"
-        params["channels"] = list(channels)
+        where += " and list_contains($channels, channel)"
+        params["channels"] = channels
     if keys is not None:
-        sql += " and list_contains($keys, idempotency_key)"
-        params["keys"] = list(keys)
-    sql += " order by created_at, delivery_id"
-    return [
-        OutboxRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7]), r[8])
-        for r in con.execute(sql, params).fetchall()
-    ]
+        where += " and list_contains($keys, idempotency_key)"
+        params["keys"] = keys
+    return where, params
 
 
-def deliver_due(
+# How long a claimed row is left alone before it counts as due again. A claim is followed by one
+# send (bounded by the sender's timeout, seconds) and its record; only a process that died in
+# between leaves a claim to expire, and its row is then retried, never lost.
+CLAIM_LEASE = dt.timedelta(minutes=15)
+
+Connector = Callable[[], AbstractContextManager]
+
+
+def held(con) -> Connector:
+    """A connector that hands out the open connection `con` and never closes it.
+
+    For callers whose connection blocks no one (tests, a CLI working on a copy); Dagster steps
+    pass their resource's `get_connection` instead, so the file is unlocked while they wait on
+    the network.
+    """
+
+    @contextmanager
+    def use():
+        yield con
+
+    return use
+
+
+def as_connector(connection) -> Connector:
+    """`connection` as a connector: an open connection is wrapped with `held`."""
+    return held(connection) if hasattr(connection, "execute") else connection
+
+
+def claim_next(
     con,
-    senders: Mapping[str, Sender],
-    now: dt.datetime | None = None,
-    policy: RetryPolicy | None = None,
-    rng: random.Random | None = None,
+    now: dt.datetime,
     channels: Iterable[str] | None = None,
     keys: Iterable[str] | None = None,
-    budget_seconds: float | None = None,
-) -> DeliveryReport:
-    """Send every due delivery of the given channels and record each attempt.
+    lease: dt.timedelta = CLAIM_LEASE,
+) -> OutboxRow | None:
+    """Claim the oldest due delivery in one statement, or None when nothing is due.
 
-    `budget_seconds` stops starting new sends after that long (a sensor tick has a time limit);
-    the rest stay due for the next pass.
-
-    The attempt is counted before sending, so a crash between send and mark-sent leaves a
-    row that is retried; senders make that retry harmless (CRM lookup, stable Message-ID).
+    The claim counts the attempt and moves `next_attempt_at` to the end of the lease, so the
+    row is not due again while it is being sent; if the sender's process dies before recording
+    the result, the row is due again once the lease ends.
     """
-    now = now or utcnow()
+    where, params = _due_filter(now, channels, keys)
+    if where is None:
+        return None
+    rows = con.execute(
+        f"""
+        update ops.outbox set attempts = attempts + 1, last_attempt_at = $now,
+            next_attempt_at = $until, updated_at = $now
+        where delivery_id = (
+            select delivery_id from ops.outbox where {where}
+            order by created_at, delivery_id limit 1)
+        returning delivery_id, idempotency_key, channel, alert_id, account_id, recipient,
+            coalesce(subject, ''), payload_json, attempts
+        """,
+        {**params, "until": now + lease},
+    ).fetchall()
+    return _row(rows[0]) if rows else None
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """The outcome of sending one claimed row: a result, or the error that stopped it."""
+
+    row: OutboxRow
+    result: SendResult | None
+    error: DeliveryError | None
+    elapsed_ms: float
+
+
+def send(sender: Sender, row: OutboxRow) -> Attempt:
+    """Send one claimed row (network only: no connection is open during the call)."""
+    started = time.perf_counter()
+    try:
+        try:
+            result = sender(row)
+        except DeliveryError:
+            raise
+        except Exception as exc:
+            # A bug or malformed payload: dead-letter this row (visible, with the error)
+            # rather than abort the pass and block every delivery queued behind it.
+            raise PermanentDeliveryError(
+                f"unexpected {type(exc).__name__} in the {row.channel} sender: {exc}"
+            ) from exc
+    except DeliveryError as exc:
+        return Attempt(row, None, exc, (time.perf_counter() - started) * 1000)
+    return Attempt(row, result, None, (time.perf_counter() - started) * 1000)
+
+
+def record(
+    con,
+    attempt: Attempt,
+    now: dt.datetime,
+    policy: RetryPolicy | None = None,
+    rng: random.Random | None = None,
+) -> str:
+    """Record one attempt (status, next try, delivery log) in one transaction, once per send;
+    returns the outcome: sent, recorded, failed or dead.
+    """
     policy = policy or RetryPolicy()
     rng = rng or random.Random()
-    chosen = list(channels) if channels is not None else list(senders)
-    report = DeliveryReport()
-    began = time.monotonic()
-    for row in due_rows(con, now, chosen, keys):
-        # At least one send per pass, so a slow receiver cannot stall the queue for good.
-        over = budget_seconds is not None and time.monotonic() - began > budget_seconds
-        if over and report.attempted:
-            report.deferred += 1
-            continue
-        sender = senders.get(row.channel)
-        if sender is None:
-            raise ValueError(
-                f"No sender configured for outbox channel {row.channel!r}; "
-                f"configure one of: {sorted(senders)}"
+    row, tries = attempt.row, attempt.row.attempts
+    con.begin()
+    try:
+        if attempt.error is None:
+            result = attempt.result or SendResult()
+            outcome = result.status
+            con.execute(
+                "update ops.outbox set status = $s, sent_at = $now, updated_at = $now, "
+                "next_attempt_at = null, last_error = null, external_id = $x, "
+                "external_url = $u where delivery_id = $id",
+                {
+                    "s": outcome,
+                    "now": now,
+                    "x": result.external_id,
+                    "u": result.external_url,
+                    "id": row.delivery_id,
+                },
             )
-        attempt = row.attempts + 1
-        con.execute(
-            "update ops.outbox set attempts = $a, last_attempt_at = $now, updated_at = $now "
-            "where delivery_id = $id",
-            {"a": attempt, "now": now, "id": row.delivery_id},
-        )
-        report.attempted += 1
-        started = time.perf_counter()
-        try:
-            try:
-                result = sender(row)
-            except DeliveryError:
-                raise
-            except Exception as exc:
-                # A bug or malformed payload: dead-letter this row (visible, with the error)
-                # rather than abort the pass and block every delivery queued behind it.
-                raise PermanentDeliveryError(
-                    f"unexpected {type(exc).__name__} in the {row.channel} sender: {exc}"
-                ) from exc
-        except DeliveryError as exc:
-            elapsed = (time.perf_counter() - started) * 1000
-            dead = (not exc.retryable) or attempt >= policy.max_attempts
+            _log(con, row, tries, now, outcome, None, None, attempt.elapsed_ms, result.external_id)
+        else:
+            exc = attempt.error
+            dead = (not exc.retryable) or tries >= policy.max_attempts
             retry_at = (
                 None
                 if dead
-                else now + dt.timedelta(seconds=policy.delay(attempt, exc.retry_after, rng))
+                else now + dt.timedelta(seconds=policy.delay(tries, exc.retry_after, rng))
             )
             outcome = "dead" if dead else "failed"
             message = f"{type(exc).__name__}: {exc}"[:500]
@@ -265,28 +339,78 @@ def deliver_due(
                 "updated_at = $now where delivery_id = $id",
                 {"s": outcome, "r": retry_at, "e": message, "now": now, "id": row.delivery_id},
             )
-            _log(con, row, attempt, now, outcome, message, retry_at, elapsed, None)
-            setattr(report, outcome, getattr(report, outcome) + 1)
-            report.errors.append(f"{row.idempotency_key}: {message}")
-            continue
-        elapsed = (time.perf_counter() - started) * 1000
-        con.execute(
-            "update ops.outbox set status = $s, sent_at = $now, updated_at = $now, "
-            "next_attempt_at = null, last_error = null, external_id = $x, external_url = $u "
-            "where delivery_id = $id",
-            {
-                "s": result.status,
-                "now": now,
-                "x": result.external_id,
-                "u": result.external_url,
-                "id": row.delivery_id,
-            },
+            _log(con, row, tries, now, outcome, message, retry_at, attempt.elapsed_ms, None)
+        con.commit()
+    except BaseException:
+        con.rollback()
+        raise
+    return outcome
+
+
+def deliver_due(
+    connection,
+    senders: Mapping[str, Sender],
+    now: dt.datetime | None = None,
+    policy: RetryPolicy | None = None,
+    rng: random.Random | None = None,
+    channels: Iterable[str] | None = None,
+    keys: Iterable[str] | None = None,
+    budget_seconds: float | None = None,
+    lease: dt.timedelta = CLAIM_LEASE,
+) -> DeliveryReport:
+    """Send every due delivery of the given channels and record each attempt.
+
+    `connection` is a connector (a callable returning a context manager that yields a
+    connection, such as a Dagster DuckDB resource's `get_connection`) or an open connection
+    (see `held`). Each delivery is claimed in a short write, the connection is closed while it
+    is sent, and a new one records the result and claims the next: no lock is held across the
+    network. A process killed after claiming leaves a row that is retried when its `lease`
+    ends (never lost); senders make that retry harmless (CRM lookup, stable Message-ID).
+
+    `budget_seconds` stops claiming new deliveries after that long (at least one is sent per
+    pass, so a slow receiver cannot stall the queue for good); the rest stay due.
+    """
+    connect = as_connector(connection)
+    now = now or utcnow()
+    policy = policy or RetryPolicy()
+    rng = rng or random.Random()
+    chosen = list(channels) if channels is not None else list(senders)
+    missing = sorted(set(chosen) - set(senders))
+    if missing:
+        raise ValueError(
+            f"No sender configured for outbox channel(s) {missing}; "
+            f"configure one of: {sorted(senders)}"
         )
-        _log(con, row, attempt, now, result.status, None, None, elapsed, result.external_id)
-        if result.status == "recorded":
-            report.recorded += 1
-        else:
-            report.sent += 1
+    keys = None if keys is None else list(keys)
+    report = DeliveryReport()
+    began = time.monotonic()
+
+    def at() -> dt.datetime:  # `now` moved on by the time this pass has taken
+        return now + dt.timedelta(seconds=time.monotonic() - began)
+
+    with connect() as con:
+        ensure_schema(con)
+        row = claim_next(con, now, chosen, keys, lease)
+    while row is not None:
+        report.attempted += 1
+        attempt = send(senders[row.channel], row)
+        with connect() as con:
+            outcome = record(con, attempt, at(), policy, rng)
+            over = budget_seconds is not None and time.monotonic() - began > budget_seconds
+            if over:
+                where, params = _due_filter(now, chosen, keys)
+                report.deferred = con.execute(
+                    f"select count(*) from ops.outbox where {where}", params
+                ).fetchall()[0][0]
+                row = None
+            else:
+                row = claim_next(con, at(), chosen, keys, lease)
+        setattr(report, outcome, getattr(report, outcome) + 1)
+        if attempt.error is not None:
+            error = attempt.error
+            report.errors.append(
+                f"{attempt.row.idempotency_key}: {type(error).__name__}: {error}"[:500]
+            )
     return report
 
 
@@ -351,7 +475,7 @@ def requeue_dead(con, channel: str | None = None, now: dt.datetime | None = None
 
 
 def send_emails_now(
-    con,
+    connection,
     deliveries: list[Delivery],
     sender: Sender,
     now: dt.datetime,
@@ -359,12 +483,14 @@ def send_emails_now(
 ) -> tuple[int, DeliveryReport]:
     """Queue these emails (new keys only) and send exactly them now; the outbox retries the rest.
 
-    Returns (how many were new, the send report). Used wherever mail goes out at once: digests,
-    critical alerts and escalations, the weekly KPI email.
+    `connection` as for `deliver_due`. Returns (how many were new, the send report). Used
+    wherever mail goes out at once: digests, critical alerts and escalations, the KPI email.
     """
-    new = enqueue(con, deliveries, now)
+    connect = as_connector(connection)
+    with connect() as con:
+        new = enqueue(con, deliveries, now)
     report = deliver_due(
-        con,
+        connect,
         {"email": sender},
         now,
         channels=["email"],

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from notifications.content import account_metrics, active_alerts, money, scrub, user_privacy
-from notifications.outbox import Delivery, DeliveryError, OutboxRow
+from notifications.outbox import Delivery, DeliveryError, OutboxRow, as_connector
 from notifications.reasons import Glossary, glossary_at, reason_texts
 from notifications.schema import ensure_schema
 
@@ -145,27 +145,32 @@ Transition = Callable[..., Any]
 
 
 def sync_task_status(
-    con, crm, transition: Transition, now: dt.datetime | None = None
+    connection, crm, transition: Transition, now: dt.datetime | None = None
 ) -> SyncReport:
     """Ask the CRM about every open task; a completed task resolves its alert ("task completed")
     through the alerts library's `transition`, carrying the task notes into the audit log.
+
+    `connection` is a connector or an open connection, as for `outbox.deliver_due`: the open
+    tasks are read, the connection is closed while the CRM is asked, and a new one applies the
+    answers, so no lock is held across the network.
     """
+    connect = as_connector(connection)
     now = now or dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    ensure_schema(con)
-    rows = con.execute(
-        """
-        select o.delivery_id, o.idempotency_key, o.channel, o.alert_id, o.account_id,
-               o.recipient, o.subject, o.payload_json, o.attempts, o.external_id
-        from ops.outbox o join alerts.alerts a using (alert_id)
-        where o.channel = 'crm_task' and o.status = 'sent' and o.external_id is not null
-          and coalesce(o.remote_status, '') <> 'completed'
-          and a.status in ('open', 'acknowledged')
-        order by o.created_at
-        """
-    ).fetchall()
-    params = inspect.signature(transition).parameters
-    note_kw = next((k for k in ("note", "notes", "comment") if k in params), None)
+    with connect() as con:
+        ensure_schema(con)
+        rows = con.execute(
+            """
+            select o.delivery_id, o.idempotency_key, o.channel, o.alert_id, o.account_id,
+                   o.recipient, o.subject, o.payload_json, o.attempts, o.external_id
+            from ops.outbox o join alerts.alerts a using (alert_id)
+            where o.channel = 'crm_task' and o.status = 'sent' and o.external_id is not null
+              and coalesce(o.remote_status, '') <> 'completed'
+              and a.status in ('open', 'acknowledged')
+            order by o.created_at
+            """
+        ).fetchall()
     report = SyncReport()
+    completed = []
     for r in rows:
         row = OutboxRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6] or "", json.loads(r[7]), r[8])
         report.checked += 1
@@ -174,31 +179,37 @@ def sync_task_status(
         except DeliveryError as exc:
             report.errors.append(f"{row.alert_id}: {exc}")
             continue
-        if status is None or not status.completed:
-            continue
-        reason = "task completed"
-        kwargs: dict[str, Any] = {}
-        if note_kw:
-            kwargs[note_kw] = status.notes
-        elif status.notes:
-            reason = f"task completed: {status.notes}"
-        try:
-            transition(
-                con,
-                row.alert_id,
-                "resolved",
-                actor=f"crm:{crm.mode}",
-                reason=reason,
-                at=now,
-                **kwargs,
+        if status is not None and status.completed:
+            completed.append((row, status))
+    if not completed:
+        return report
+    params = inspect.signature(transition).parameters
+    note_kw = next((k for k in ("note", "notes", "comment") if k in params), None)
+    with connect() as con:
+        for row, status in completed:
+            reason = "task completed"
+            kwargs: dict[str, Any] = {}
+            if note_kw:
+                kwargs[note_kw] = status.notes
+            elif status.notes:
+                reason = f"task completed: {status.notes}"
+            try:
+                transition(
+                    con,
+                    row.alert_id,
+                    "resolved",
+                    actor=f"crm:{crm.mode}",
+                    reason=reason,
+                    at=now,
+                    **kwargs,
+                )
+            except ValueError as exc:  # the lifecycle refused (e.g. closed meanwhile)
+                report.errors.append(f"{row.alert_id}: {exc}")
+                continue
+            con.execute(
+                "update ops.outbox set remote_status = 'completed', updated_at = $now "
+                "where delivery_id = $id",
+                {"now": now, "id": row.delivery_id},
             )
-        except ValueError as exc:  # the lifecycle refused (e.g. closed meanwhile): report it
-            report.errors.append(f"{row.alert_id}: {exc}")
-            continue
-        con.execute(
-            "update ops.outbox set remote_status = 'completed', updated_at = $now "
-            "where delivery_id = $id",
-            {"now": now, "id": row.delivery_id},
-        )
-        report.resolved += 1
+            report.resolved += 1
     return report

@@ -164,9 +164,10 @@ class Demo:
             instance=self.instance, resources=repo.get_top_level_resources()
         ) as context:
             result = sensor(context)
-        # A sensor returns a SkipReason or a SensorResult carrying one; either way, its message.
-        reason = getattr(result, "skip_reason", None) or result
-        return getattr(reason, "skip_message", None) or "nothing to send"
+        # A sensor only decides: a run request (what is due) or a skip reason.
+        if isinstance(result, dg.RunRequest):
+            return f"requests a {result.job_name} run ({result.tags.get('ea/due', '')})"
+        return getattr(result, "skip_message", None) or "nothing due"
 
 
 def critical_summary(result) -> str:
@@ -247,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     say("3/5 building marts, training both models, scoring, alerting, delivering")
     result = demo.run("full_pipeline_job")
     say(f"  critical alerts: {critical_summary(result)}")
-    # Anything raised outside a run would be sent by the sensor; after the run there is nothing.
+    # Anything owed outside a run would make the sensor request one; after the run, nothing is.
     say(f"  critical alert sensor: {demo.tick('critical_alert_sensor')}")
     _csm_step(cutoff, source, args.seed)
 

@@ -4,7 +4,6 @@ import datetime as dt
 import time
 
 import dagster as dg
-import duckdb as duckdb_lib
 from dagster_duckdb import DuckDBResource
 
 from alerts.backtest import backtest
@@ -14,6 +13,7 @@ from alerts.rules import RulesFileError, columns_from_connection, load_routing, 
 from alerts.schema import ensure_schema
 from orchestration.asof import AsOfConfig, resolve_as_of
 from orchestration.resources import PathsResource
+from orchestration.sensing import publish_state, request_when_due
 
 ALERTS = dg.AssetKey(["alerts", "alerts"])
 BACKTEST = dg.AssetKey(["alerts", "backtest"])
@@ -68,6 +68,8 @@ def alerts_alerts(
             result = evaluate(con, rules, routing, as_of, _templates(paths))
         except EvaluationError as exc:
             raise dg.Failure(description=str(exc)) from exc
+        # New critical alerts are owed an email even if the run stops before its critical step.
+        publish_state(con, paths, "alerts/alerts")
     context.log.info(f"alerts for {as_of}: {result.summary()}")
     return dg.MaterializeResult(
         metadata={
@@ -203,13 +205,18 @@ class EscalationConfig(dg.Config):
 # replay history (the daily evaluation already escalates as of the end of its as-of day).
 @dg.op(description="Escalate open, unacknowledged alerts past their SLA (each breach once).")
 def escalate_sla_breaches(
-    context: dg.OpExecutionContext, config: EscalationConfig, duckdb: DuckDBResource
+    context: dg.OpExecutionContext,
+    config: EscalationConfig,
+    duckdb: DuckDBResource,
+    paths: PathsResource,
 ) -> None:
     started = time.perf_counter()
     now = dt.datetime.fromisoformat(config.now) if config.now else dt.datetime.now(dt.UTC)
     with duckdb.get_connection() as con:
         ensure_schema(con)
         new = escalate_overdue(con, now)
+        # The escalation emails are owed now: the critical alert sensor requests them.
+        publish_state(con, paths, "alerts_sla_escalation_job")
     context.log.info(f"escalated {len(new)} alert(s): {new[:5]}")
     context.log_event(
         dg.AssetObservation(
@@ -241,34 +248,12 @@ alerts_backtest_job = dg.define_asset_job(
     minimum_interval_seconds=900,
     default_status=dg.DefaultSensorStatus.STOPPED,
     description="Every 15 minutes: if an open alert is past its SLA and not yet escalated, run "
-    "the escalation job.",
+    "the escalation job. Reads the published work list only.",
 )
-def sla_breach_sensor(context: dg.SensorEvaluationContext, duckdb: DuckDBResource):
-    try:
-        # Read-only: a sensor must never hold the writer lock a run needs.
-        con = duckdb_lib.connect(duckdb.database, read_only=True)
-    except duckdb_lib.Error as exc:
-        return dg.SkipReason(f"warehouse not readable now ({exc.__class__.__name__}); next tick")
-    try:
-        has_table = con.execute(
-            "select count(*) from information_schema.tables "
-            "where table_schema = 'alerts' and table_name = 'alerts'"
-        ).fetchall()[0][0]
-        if not has_table:
-            return dg.SkipReason("no alerts table yet")
-        overdue, first_due = con.execute(
-            """
-            select count(*), min(sla_due_at) from alerts.alerts
-            where status = 'open' and escalated_at is null and sla_due_at <= ?
-              and (snoozed_until is null or snoozed_until < cast(? as date))
-            """,
-            [dt.datetime.now(dt.UTC).replace(tzinfo=None)] * 2,
-        ).fetchall()[0]
-    finally:
-        con.close()
-    if not overdue:
-        return dg.SkipReason("no alert past its SLA")
-    return dg.RunRequest(run_key=f"sla-{overdue}-{first_due}")
+def sla_breach_sensor(
+    context: dg.SensorEvaluationContext, paths: PathsResource
+) -> dg.RunRequest | dg.SkipReason:
+    return request_when_due(context, paths, ["sla_breach"], sla_escalation_job.name)
 
 
 defs = dg.Definitions(

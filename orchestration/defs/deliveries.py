@@ -7,11 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-import duckdb as duckdb_lib
 import yaml
 from dagster_duckdb import DuckDBResource
 
-from notifications.content import ContentConfig, MissingUpstreamError
+from notifications.content import ContentConfig
 from notifications.crm import CrmConfig, connector
 from notifications.digest import build_critical_alerts, build_digests, build_escalations
 from notifications.mail import SmtpConfig, SmtpSender
@@ -28,11 +27,13 @@ from notifications.schema import ensure_schema
 from notifications.tasks import TaskPolicy, build_crm_tasks, sync_task_status
 from orchestration.asof import AsOfConfig, resolve_as_of
 from orchestration.resources import PathsResource
+from orchestration.sensing import publish_state, request_when_due
 
 OUTBOX = dg.AssetKey(["ops", "outbox"])
 CRITICAL = dg.AssetKey(["ops", "critical_alerts"])
-# A sensor evaluation times out after 60 s by default: stop starting sends well before that.
-SENSOR_BUDGET_SECONDS = 30.0
+CRITICAL_JOB = "critical_alerts_job"
+OUTBOX_JOB = "outbox_delivery_job"
+CRM_SYNC_JOB = "crm_status_sync_job"
 UPSTREAM = [dg.AssetKey(["alerts", "alerts"]), dg.AssetKey(["marts", "dim_accounts"])]
 # As alerts.CRITICAL_PATH (kept apart so this module loads without the other stages): the
 # critical email step runs before any other ready step of its run.
@@ -179,6 +180,14 @@ def _status_metadata(con) -> dict[str, Any]:
     return {f"outbox_{k}": v for k, v in counts.items()}
 
 
+def _finish(duckdb: DuckDBResource, paths: PathsResource, source: str) -> dict[str, Any]:
+    """After a delivery step: outbox counts for its metadata, and the sensors' work list."""
+    with duckdb.get_connection() as con:
+        meta = _status_metadata(con)
+        publish_state(con, paths, source)
+    return meta
+
+
 @dg.asset(
     key=CRITICAL,
     deps=UPSTREAM,
@@ -200,8 +209,9 @@ def critical_alerts(
     with duckdb.get_connection() as con:
         ensure_schema(con)
         built = _critical_and_escalations(con, paths, now)
-        new, report = send_emails_now(con, built, smtp.sender(), now)
-        meta = _status_metadata(con)
+    # Sent with the warehouse closed (claim, send, record): nothing waits on the relay.
+    new, report = send_emails_now(duckdb.get_connection, built, smtp.sender(), now)
+    meta = _finish(duckdb, paths, "ops/critical_alerts")
     context.log.info(f"critical alerts: {len(built)} built, {new} new, {report.as_metadata()}")
     return dg.MaterializeResult(
         metadata={
@@ -237,11 +247,14 @@ def crm_tasks(
             con, TaskPolicy.from_routing(_routing(paths)), now, _content(paths).glossary
         )
         new = enqueue(con, tasks, now)
-        report = deliver_due(
-            con, {"crm_task": crm.connector(_crm_maps(paths))}, now, channels=["crm_task"]
-        )
-        meta = _status_metadata(con)
-        examples = [t.subject for t in tasks[:3]]
+    report = deliver_due(
+        duckdb.get_connection,
+        {"crm_task": crm.connector(_crm_maps(paths))},
+        now,
+        channels=["crm_task"],
+    )
+    meta = _finish(duckdb, paths, "ops/crm_tasks")
+    examples = [t.subject for t in tasks[:3]]
     context.log.info(f"CRM tasks: {new} new, mode {crm.mode}, {report.as_metadata()}")
     return dg.MaterializeResult(
         metadata={
@@ -280,8 +293,8 @@ def digests(
             _content(paths),
             now=dt.datetime.combine(as_of, dt.time(7)),
         )
-        new, report = send_emails_now(con, built, smtp.sender(), now)
-        meta = _status_metadata(con)
+    new, report = send_emails_now(duckdb.get_connection, built, smtp.sender(), now)
+    meta = _finish(duckdb, paths, "ops/digests")
     context.log.info(f"Digests for {as_of}: {len(built)} built, {new} new, {report.as_metadata()}")
     return dg.MaterializeResult(
         metadata={
@@ -331,122 +344,114 @@ def _critical_and_escalations(con, paths: PathsResource, now: dt.datetime) -> li
     return built + build_escalations(con, _templates(paths), content, now)
 
 
-def _busy(exc: Exception) -> bool:
-    return "lock" in str(exc).lower()
+class DeliverConfig(dg.Config):
+    """`now` as an ISO timestamp (UTC) to deliver as of; empty = the current time."""
+
+    now: str = ""
+
+
+@dg.op(description="Send every delivery whose next attempt is due (all channels); dead at the "
+    "limit. Runs when the outbox retry sensor finds due rows in the published work list.")
+def deliver_outbox(
+    context: dg.OpExecutionContext,
+    config: DeliverConfig,
+    duckdb: DuckDBResource,
+    paths: PathsResource,
+    smtp: SmtpResource,
+    crm: CrmResource,
+) -> None:
+    now = dt.datetime.fromisoformat(config.now) if config.now else utcnow()
+    report = deliver_due(duckdb.get_connection, _senders(smtp, crm, paths), now)
+    meta = _finish(duckdb, paths, OUTBOX_JOB)
+    context.log.info(f"outbox: {report.as_metadata()}")
+    context.log_event(
+        dg.AssetObservation(
+            asset_key=OUTBOX,
+            metadata={
+                **{f"retry_{k}": v for k, v in report.as_metadata().items()},
+                **meta,
+            },
+        )
+    )
+
+
+@dg.job(name=OUTBOX_JOB, description="Sends the outbox's due deliveries (retries after backoff).")
+def outbox_delivery_job():
+    deliver_outbox()
+
+
+@dg.op(description="Read CRM task status back: a completed task resolves its alert.")
+def sync_crm_status(
+    context: dg.OpExecutionContext,
+    duckdb: DuckDBResource,
+    paths: PathsResource,
+    crm: CrmResource,
+) -> None:
+    from alerts import transition  # the alerts library owns the lifecycle and its audit log
+
+    report = sync_task_status(
+        duckdb.get_connection, crm.connector(_crm_maps(paths)), transition, utcnow()
+    )
+    with duckdb.get_connection() as con:
+        publish_state(con, paths, CRM_SYNC_JOB)
+    context.log.info(f"CRM sync: {report.as_metadata()}")
+    context.log_event(
+        dg.AssetObservation(
+            asset_key=OUTBOX, metadata={f"sync_{k}": v for k, v in report.as_metadata().items()}
+        )
+    )
+
+
+@dg.job(name=CRM_SYNC_JOB, description="Reads CRM task status back and resolves alerts.")
+def crm_status_sync_job():
+    sync_crm_status()
+
+
+critical_alerts_job = dg.define_asset_job(
+    CRITICAL_JOB,
+    selection=dg.AssetSelection.assets(CRITICAL),
+    description="Critical alerts and SLA escalations by email, outside a daily run.",
+)
 
 
 @dg.sensor(
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Safety net for critical alerts (and SLA escalations) raised outside a daily run; "
-    "inside one, the ops/critical_alerts asset sends them right after the alerts.",
+    description="Safety net for critical alerts and SLA escalations with no email queued (raised "
+    "outside a daily run, or a run that stopped before its critical step): requests a "
+    f"{CRITICAL_JOB} run. Reads the published work list only.",
 )
 def critical_alert_sensor(
-    context: dg.SensorEvaluationContext,
-    duckdb: DuckDBResource,
-    paths: PathsResource,
-    smtp: SmtpResource,
-) -> dg.SensorResult | dg.SkipReason:
-    now = utcnow()
-    try:
-        with duckdb.get_connection() as con:
-            built = _critical_and_escalations(con, paths, now)
-            if not built:
-                return dg.SkipReason("No new critical alerts or escalations.")
-            _, report = send_emails_now(
-                con, built, smtp.sender(), now, budget_seconds=SENSOR_BUDGET_SECONDS
-            )
-            meta = _status_metadata(con)
-    except duckdb_lib.IOException as exc:
-        if _busy(exc):
-            return dg.SkipReason("Warehouse is busy (another process writes it); next tick.")
-        raise
-    except MissingUpstreamError as exc:  # the alerts or marts have not been built yet
-        return dg.SkipReason(str(exc))
-    context.log.info(f"critical alerts: {report.as_metadata()}")
-    return dg.SensorResult(
-        skip_reason=f"Sent {report.sent} critical alert(s), {report.failed} waiting for retry.",
-        asset_events=[
-            dg.AssetObservation(
-                asset_key=OUTBOX,
-                metadata={"critical_sent": report.sent, "critical_failed": report.failed, **meta},
-            )
-        ],
-    )
+    context: dg.SensorEvaluationContext, paths: PathsResource
+) -> dg.RunRequest | dg.SkipReason:
+    return request_when_due(context, paths, ["critical", "escalation"], CRITICAL_JOB)
 
 
 @dg.sensor(
     minimum_interval_seconds=60,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Retries failed deliveries whose backoff has passed; marks them dead at the limit.",
+    description=f"Requests an {OUTBOX_JOB} run when deliveries are due (a retry whose backoff "
+    "has passed, or mail queued by a run that stopped). Reads the published work list only.",
 )
 def outbox_retry_sensor(
-    context: dg.SensorEvaluationContext,
-    duckdb: DuckDBResource,
-    paths: PathsResource,
-    smtp: SmtpResource,
-    crm: CrmResource,
-) -> dg.SensorResult | dg.SkipReason:
-    try:
-        with duckdb.get_connection() as con:
-            report = deliver_due(
-                con, _senders(smtp, crm, paths), utcnow(), budget_seconds=SENSOR_BUDGET_SECONDS
-            )
-            meta = _status_metadata(con)
-    except duckdb_lib.IOException as exc:
-        if _busy(exc):
-            return dg.SkipReason("Warehouse is busy; next tick.")
-        raise
-    if not report.attempted:
-        return dg.SkipReason("Nothing due in the outbox.")
-    return dg.SensorResult(
-        skip_reason=f"Retried {report.attempted}: {report.sent} sent, {report.failed} failed, "
-        f"{report.dead} dead.",
-        asset_events=[
-            dg.AssetObservation(
-                asset_key=OUTBOX,
-                metadata={
-                    **{
-                        f"retry_{k}": v
-                        for k, v in report.as_metadata().items()
-                        if k != "error_examples"
-                    },
-                    **meta,
-                },
-            )
-        ],
-    )
+    context: dg.SensorEvaluationContext, paths: PathsResource
+) -> dg.RunRequest | dg.SkipReason:
+    return request_when_due(context, paths, ["delivery"], OUTBOX_JOB)
 
 
 @dg.sensor(
     minimum_interval_seconds=300,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Reads CRM task status back: a completed task resolves its alert.",
+    description=f"Every 5 minutes while CRM tasks are open: requests a {CRM_SYNC_JOB} run that "
+    "reads their status back (a completed task resolves its alert).",
 )
 def crm_status_sync_sensor(
-    context: dg.SensorEvaluationContext,
-    duckdb: DuckDBResource,
-    paths: PathsResource,
-    crm: CrmResource,
-) -> dg.SensorResult | dg.SkipReason:
+    context: dg.SensorEvaluationContext, paths: PathsResource, crm: CrmResource
+) -> dg.RunRequest | dg.SkipReason:
     if crm.mode in ("record", "webhook"):
         return dg.SkipReason(f"CRM mode {crm.mode!r} has no task status to read back.")
-    from alerts import transition  # the alerts library owns the lifecycle and its audit log
-
-    try:
-        with duckdb.get_connection() as con:
-            report = sync_task_status(con, crm.connector(_crm_maps(paths)), transition, utcnow())
-    except duckdb_lib.IOException as exc:
-        if _busy(exc):
-            return dg.SkipReason("Warehouse is busy; next tick.")
-        raise
-    return dg.SensorResult(
-        skip_reason=f"Checked {report.checked} task(s), resolved {report.resolved} alert(s).",
-        asset_events=[
-            dg.AssetObservation(
-                asset_key=OUTBOX, metadata={f"sync_{k}": v for k, v in report.as_metadata().items()}
-            )
-        ],
+    return request_when_due(
+        context, paths, ["crm_task"], CRM_SYNC_JOB, every=dt.timedelta(minutes=5)
     )
 
 
@@ -458,6 +463,6 @@ defs = dg.Definitions(
     assets=[critical_alerts, crm_tasks, digests, outbox],
     asset_checks=[no_dead_letters],
     sensors=[critical_alert_sensor, outbox_retry_sensor, crm_status_sync_sensor],
-    jobs=[deliveries_job],
+    jobs=[deliveries_job, critical_alerts_job, outbox_delivery_job, crm_status_sync_job],
     resources=deliveries_resources(),
 )

@@ -20,6 +20,7 @@ from orchestration.asof import AsOfConfig, resolve_as_of
 from orchestration.defs.deliveries import NETWORK_RETRY, SmtpResource, _routing, _templates
 from orchestration.defs.marts import MartsTranslator, dbt_project
 from orchestration.resources import PathsResource
+from orchestration.sensing import publish_state
 
 # The dbt folder this stage owns; it reads alerts.* and ops.* (sources), so it runs after
 # deliveries and is kept out of the marts stage's dbt assets.
@@ -239,7 +240,10 @@ def kpi_email(
             ContentConfig(routing=_routing(paths)),
             now=now,
         )
-        new, report = send_emails_now(con, built, smtp.sender(), now)
+    # Sent with the warehouse closed (claim, send, record): nothing waits on the relay.
+    new, report = send_emails_now(duckdb.get_connection, built, smtp.sender(), now)
+    with duckdb.get_connection() as con:
+        publish_state(con, paths, "ops/kpi_email")
     context.log.info(f"KPI emails for the week of {week}: {len(built)} built, {new} new")
     return dg.MaterializeResult(
         metadata={

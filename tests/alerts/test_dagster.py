@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import shutil
 
 import dagster as dg
@@ -75,22 +76,25 @@ def test_broken_rules_file_fails_the_run_with_the_problem(wh, ea_env, tmp_path):
 def test_sla_sensor_requests_escalation_job_which_escalates_once(wh, ea_env):
     from alerts.engine import evaluate
     from alerts.rules import columns_from_connection, load_routing, load_rules
+    from warehouse.ops_state import ops_state_path, publish_ops_state
 
     d = days(1)[0]
     wh.day(d, {"a1": {"active_users_28d": 2}})
     templates = CONFIG / "templates" / "recommendations"
     rules = load_rules(CONFIG / "rules.yml", columns_from_connection(wh.con), templates)
     evaluate(wh.con, rules, load_routing(CONFIG / "routing.yml"), d, templates)
+    publish_ops_state(wh.con, ops_state_path(wh.path.parent), "test")  # as the alerts step does
     wh.con.close()
     resources = _resources(wh, CONFIG)
+    instance = dg.DagsterInstance.ephemeral()
     # The alert (raised for 2025-03-03) is long past its SLA by the wall clock.
-    with dg.build_sensor_context(resources={"duckdb": resources["duckdb"]}) as ctx:
+    with dg.build_sensor_context(instance=instance, resources=resources) as ctx:
         request = stage.sla_breach_sensor(ctx)
     assert isinstance(request, dg.RunRequest)
     run_config = {"ops": {"escalate_sla_breaches": {"config": {"now": "2025-03-20T00:00:00"}}}}
     for _ in range(2):
         result = stage.sla_escalation_job.execute_in_process(
-            resources={"duckdb": resources["duckdb"]}, run_config=run_config
+            resources=resources, run_config=run_config
         )
         assert result.success
     import duckdb
@@ -99,8 +103,16 @@ def test_sla_sensor_requests_escalation_job_which_escalates_once(wh, ea_env):
     escalated = con.execute("select alert_id, escalated_to from alerts.escalations").fetchall()
     con.close()
     assert [e[1] for e in escalated] == ["mona@example.com"]
-    with dg.build_sensor_context(resources={"duckdb": resources["duckdb"]}) as ctx:
+    # The job published the list again: nothing left to escalate, one escalation email owed
+    # (the critical alert sensor requests it).
+    with dg.build_sensor_context(instance=instance, resources=resources) as ctx:
         assert isinstance(stage.sla_breach_sensor(ctx), dg.SkipReason)
+    from warehouse.ops_state import due_work
+
+    published = duckdb.connect(str(ops_state_path(wh.path.parent)), read_only=True)
+    due = due_work(published, dt.datetime(2025, 3, 20))
+    published.close()
+    assert len(due["escalation"]) == 1 and "sla_breach" not in due
 
 
 def test_backtest_asset_reports_overall_metrics(wh, ea_env):

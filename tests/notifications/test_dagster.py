@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import importlib.util
+import subprocess
+import sys
 
 import dagster as dg
 import duckdb
+from dagster._core.test_utils import create_run_for_test
 from dagster_duckdb import DuckDBResource
 
+from notifications.capture import free_port
 from notifications.testing.sample import load_sample
 from orchestration.resources import PathsResource
+from orchestration.sensing import request_when_due
+from warehouse.ops_state import ops_state_path, publish_ops_state
 
 from .conftest import DAY, REPO
+
+DagsterRunStatus = dg.DagsterRunStatus
 
 
 def _load_stage():
@@ -27,7 +37,47 @@ def _load_stage():
 deliveries = _load_stage()
 
 
-def test_critical_sensor_then_daily_digest(ea_env, capture, monkeypatch, tmp_path):
+def _resources(ea_env, config_dir) -> dict:
+    return {
+        **deliveries.deliveries_resources(),
+        "duckdb": DuckDBResource(database=str(ea_env["DUCKDB_DATABASE"])),
+        "paths": PathsResource(
+            data_dir=str(ea_env["EA_DATA_DIR"]),
+            landing_dir=str(ea_env["EA_LANDING_DIR"]),
+            config_dir=str(config_dir),
+        ),
+    }
+
+
+def _publish(ea_env) -> None:
+    """What the alerts step does at its end: publish the work list for the sensors."""
+    con = duckdb.connect(str(ea_env["DUCKDB_DATABASE"]))
+    publish_ops_state(con, ops_state_path(ea_env["EA_DATA_DIR"]), "test")
+    con.close()
+
+
+@contextlib.contextmanager
+def _writer_holding(db):
+    """Another process with the warehouse open for writing (a run in progress)."""
+    code = (
+        "import duckdb, sys; c = duckdb.connect(sys.argv[1]); "
+        "print('ready', flush=True); sys.stdin.read()"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(db)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        yield
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=30)
+
+
+def test_critical_sensor_requests_a_run_then_daily_digest(
+    ea_env, capture, monkeypatch, tmp_path
+):
     con = duckdb.connect(str(ea_env["DUCKDB_DATABASE"]))
     load_sample(con, DAY)
     con.close()
@@ -39,27 +89,34 @@ def test_critical_sensor_then_daily_digest(ea_env, capture, monkeypatch, tmp_pat
     monkeypatch.setenv("SMTP_PORT", str(capture.port))
     monkeypatch.setenv("SMTP_PASSWORD", "hunter2-never-shown")
     monkeypatch.delenv("CRM_MODE", raising=False)
-    resources = {
-        **deliveries.deliveries_resources(),
-        "duckdb": DuckDBResource(database=str(ea_env["DUCKDB_DATABASE"])),
-        "paths": PathsResource(
-            data_dir=str(ea_env["EA_DATA_DIR"]),
-            landing_dir=str(ea_env["EA_LANDING_DIR"]),
-            config_dir=str(config_dir),
-        ),
-    }
-    # SMTP_PASSWORD is set but the capture server offers no AUTH: keep the user empty so the
-    # password is carried but unused; it must never show up in metadata or logs below.
-    with dg.build_sensor_context(resources=resources) as ctx:
-        result = deliveries.critical_alert_sensor(ctx)
-    assert isinstance(result, dg.SensorResult)
-    assert [m.message["Subject"] for m in capture.messages()] == [
+    resources = _resources(ea_env, config_dir)
+    instance = dg.DagsterInstance.ephemeral()
+
+    def tick(sensor):
+        with dg.build_sensor_context(instance=instance, resources=resources) as ctx:
+            return sensor(ctx)
+
+    assert "No work list published yet" in tick(deliveries.critical_alert_sensor).skip_message
+    _publish(ea_env)
+    # A run holds the warehouse: the sensor decides from the published list all the same,
+    # and sends nothing itself.
+    with _writer_holding(ea_env["DUCKDB_DATABASE"]):
+        request = tick(deliveries.critical_alert_sensor)
+        assert tick(deliveries.critical_alert_sensor).run_key == request.run_key
+    assert isinstance(request, dg.RunRequest)
+    assert request.job_name == "critical_alerts_job" and request.tags["ea/due"] == "2 critical"
+    assert capture.messages() == []
+    # While such a run is in progress, the sensor asks for no second one.
+    create_run_for_test(instance, job_name="critical_alerts_job", status=DagsterRunStatus.STARTED)
+    assert "already queued or running" in tick(deliveries.critical_alert_sensor).skip_message
+
+    # The run the sensor asked for sends them; the list it publishes leaves nothing owed.
+    assert dg.materialize([deliveries.critical_alerts], resources=resources).success
+    assert sorted(m.message["Subject"] for m in capture.messages()) == [
         "Critical: Acme Logistics - churn risk",
         "Critical: Hooli Media - churn risk",
     ]
-    with dg.build_sensor_context(resources=resources) as ctx:
-        again = deliveries.critical_alert_sensor(ctx)
-    assert isinstance(again, dg.SkipReason)  # nothing is sent twice
+    assert isinstance(tick(deliveries.critical_alert_sensor), dg.SkipReason)
 
     run_config = {"ops": {"ops__digests": {"config": {"as_of_date": DAY.isoformat()}}}}
     result = dg.materialize(
@@ -82,8 +139,45 @@ def test_critical_sensor_then_daily_digest(ea_env, capture, monkeypatch, tmp_pat
     # Re-materializing the same day sends nothing new.
     assert dg.materialize([deliveries.digests], resources=resources, run_config=run_config).success
     assert len(capture.messages()) == 9
-    with dg.build_sensor_context(resources=resources) as ctx:
-        assert isinstance(deliveries.outbox_retry_sensor(ctx), dg.SkipReason)
+    assert "Nothing due" in tick(deliveries.outbox_retry_sensor).skip_message
+
+
+def test_outbox_retry_sensor_requests_a_delivery_run_once_the_backoff_passes(
+    ea_env, capture, tmp_path
+):
+    con = duckdb.connect(str(ea_env["DUCKDB_DATABASE"]))
+    load_sample(con, DAY)
+    con.close()
+    resources = {
+        **_resources(ea_env, ea_env["EA_CONFIG_DIR"]),
+        "smtp": deliveries.SmtpResource(port=free_port(), timeout_seconds=1),
+    }
+    instance = dg.DagsterInstance.ephemeral()
+
+    def tick(now):
+        with dg.build_sensor_context(instance=instance, resources=resources) as ctx:
+            paths = resources["paths"]
+            return request_when_due(ctx, paths, ["delivery"], "outbox_delivery_job", now)
+
+    # The relay is down: the critical step queues the mail, fails to send, publishes the list.
+    assert dg.materialize([deliveries.critical_alerts], resources=resources).success
+    con = duckdb.connect(str(ea_env["DUCKDB_DATABASE"]), read_only=True)
+    retry_at, last = con.execute(
+        "select min(next_attempt_at), max(next_attempt_at) from ops.outbox"
+    ).fetchall()[0]
+    con.close()
+    assert "Nothing due" in tick(retry_at - dt.timedelta(seconds=1)).skip_message
+    request = tick(retry_at)
+    assert isinstance(request, dg.RunRequest) and request.job_name == "outbox_delivery_job"
+    # The relay is back: the requested run (once both are due) sends both, publishes the list.
+    resources["smtp"] = deliveries.SmtpResource(port=capture.port)
+    run_config = {"ops": {"deliver_outbox": {"config": {"now": last.isoformat()}}}}
+    result = deliveries.outbox_delivery_job.execute_in_process(
+        resources=resources, run_config=run_config
+    )
+    assert result.success
+    assert len(capture.messages()) == 2
+    assert "Nothing due" in tick(last + dt.timedelta(days=1)).skip_message
 
 
 def test_hubspot_tasks_and_status_sync_sensor(ea_env, monkeypatch):
@@ -96,15 +190,7 @@ def test_hubspot_tasks_and_status_sync_sensor(ea_env, monkeypatch):
         monkeypatch.setenv("CRM_MODE", "hubspot")
         monkeypatch.setenv("HUBSPOT_BASE_URL", hubspot.url)
         monkeypatch.setenv("HUBSPOT_TOKEN", "tok-123")
-        resources = {
-            **deliveries.deliveries_resources(),
-            "duckdb": DuckDBResource(database=str(ea_env["DUCKDB_DATABASE"])),
-            "paths": PathsResource(
-                data_dir=str(ea_env["EA_DATA_DIR"]),
-                landing_dir=str(ea_env["EA_LANDING_DIR"]),
-                config_dir=str(ea_env["EA_CONFIG_DIR"]),
-            ),
-        }
+        resources = _resources(ea_env, ea_env["EA_CONFIG_DIR"])
         result = dg.materialize([deliveries.crm_tasks], resources=resources)
         meta = result.asset_materializations_for_node("ops__crm_tasks")[0].metadata
         assert meta["mode"].value == "hubspot" and meta["sent"].value == 4
@@ -113,9 +199,19 @@ def test_hubspot_tasks_and_status_sync_sensor(ea_env, monkeypatch):
             k for k, t in hubspot.tasks.items() if t["properties"]["ea_alert_id"] == "al_crit_hooli"
         )
         hubspot.complete(task_id, notes="Exec sponsor call done.")
-        with dg.build_sensor_context(resources=resources) as ctx:
-            outcome = deliveries.crm_status_sync_sensor(ctx)
-        assert "resolved 1 alert" in str(outcome.skip_reason)
+        with dg.build_sensor_context(
+            instance=dg.DagsterInstance.ephemeral(), resources=resources
+        ) as ctx:
+            request = deliveries.crm_status_sync_sensor(ctx)
+        assert request.job_name == "crm_status_sync_job" and request.tags["ea/due"] == "4 crm_task"
+        result = deliveries.crm_status_sync_job.execute_in_process(resources=resources)
+        assert result.success
+        (observation,) = [
+            e.event_specific_data.asset_observation
+            for e in result.all_events
+            if e.event_type_value == "ASSET_OBSERVATION"
+        ]
+        assert observation.metadata["sync_resolved"].value == 1
     con = duckdb.connect(str(ea_env["DUCKDB_DATABASE"]))
     status, reason = con.execute(
         "select status, resolution_reason from alerts.alerts where alert_id = 'al_crit_hooli'"

@@ -280,8 +280,11 @@ def test_send_budget_defers_the_rest_to_the_next_pass(con, content, smtp, captur
     assert len(capture.messages()) == 2
 
 
-def test_dead_deliveries_can_be_requeued_once_the_relay_is_back(con, content, db_path, tmp_path):
+def test_dead_deliveries_can_be_requeued_once_the_relay_is_back(
+    con, content, db_path, tmp_path, ea_env
+):
     from notifications.__main__ import main as outbox_cli
+    from warehouse.ops_state import due_work, ops_state_path
 
     port = free_port()
     sender = SmtpSender(SmtpConfig(port=port, timeout_seconds=1))
@@ -290,6 +293,10 @@ def test_dead_deliveries_can_be_requeued_once_the_relay_is_back(con, content, db
     assert outbox_counts(con)["dead"] == 2
     con.close()
     assert outbox_cli(["requeue-dead", "--db", str(db_path)]) == 0
+    # The command publishes the work list, so the retry sensor sees them without a run.
+    published = duckdb.connect(str(ops_state_path(ea_env["EA_DATA_DIR"])), read_only=True)
+    assert len(due_work(published, utcnow())["delivery"]) == 2
+    published.close()
     con2 = duckdb.connect(str(db_path))
     with CaptureServer(tmp_path / "back", port=port) as server:
         assert deliver_due(con2, {"email": sender}, utcnow()).sent == 2
@@ -334,3 +341,36 @@ def test_a_big_book_stays_under_the_gmail_clipping_size(con, content):
     assert max(sizes.values()) < 100_000, sorted(sizes.items(), key=lambda kv: -kv[1])[:3]
     admin = next(d for d in built if d.recipient == "cs-director@example.com").payload["html"]
     assert "more." in admin or "more in the" in admin  # the rest is counted, not dropped silently
+
+
+def test_nothing_holds_the_warehouse_while_a_message_is_sent(db_path, content, smtp, capture):
+    """Given a connector (as Dagster steps give their resource's get_connection), the file is
+    closed during each send: another process can write the warehouse meanwhile."""
+    import contextlib
+    import subprocess
+    import sys
+
+    from notifications.outbox import send_emails_now
+
+    con = duckdb.connect(str(db_path))
+    built = build_critical_alerts(con, TEMPLATES, content, NOW)
+    con.close()
+    writes = []
+    code = (
+        "import duckdb, sys; c = duckdb.connect(sys.argv[1]); "
+        "c.execute('create table if not exists ops.touched (touched_at timestamp)'); "
+        "c.execute('insert into ops.touched values (now())')"
+    )
+
+    def sender(row):
+        # A run step, the inbox or a person writing while this message is on its way.
+        done = subprocess.run([sys.executable, "-c", code, str(db_path)], capture_output=True)
+        writes.append(done.stderr.decode()[-300:] if done.returncode else 0)
+        return smtp(row)
+
+    def connect():
+        return contextlib.closing(duckdb.connect(str(db_path)))
+
+    new, report = send_emails_now(connect, built, sender, NOW)
+    assert new == 2 and report.sent == 2 and writes == [0, 0]
+    assert len(capture.messages()) == 2

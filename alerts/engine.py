@@ -13,11 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from alerts import budget, episodes
+from alerts.escalation import apply_policy
 from alerts.explain import render_new
 from alerts.hits import find_hits, register_rules
 from alerts.holdout import mark_holdout
 from alerts.inputs import WHOLE_WAREHOUSE, EvaluationError, build_eval_table, check_inputs
 from alerts.lifecycle import escalate_overdue
+from alerts.recipients import People
 from alerts.rules import Routing, RuleSet, template_env
 from alerts.schema import alert_id_for, ensure_schema
 
@@ -154,8 +156,11 @@ def _evaluate_day(con, ruleset, routing, as_of, at, env, result: EvaluationResul
     )
     # 6. Alert budget: each owner gets their most important new alerts individually.
     result.budget_overflow = budget.apply_budget(con, routing, as_of)
-    # 7. SLA breaches as of the end of the day.
-    result.escalations = len(escalate_overdue(con, at))
+    # 7. SLA breaches as of the end of the day; critical alerts follow the escalation policy
+    #    (next level after N hours, then reminders) until a person acknowledges them.
+    policy = routing.escalation_policy
+    result.escalations = len(escalate_overdue(con, at, skip_severities=policy.severities))
+    result.escalations += len(apply_policy(con, policy, People.from_routing(routing), at))
     _summarise(con, as_of, result)
 
 

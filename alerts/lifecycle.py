@@ -183,7 +183,8 @@ def snooze(
 
 def audit_many(con, rows: list[tuple], at: dt.datetime) -> None:
     """Append many audit events at once: rows of (alert_id, event, from, to, actor, reason,
-    details_json). Events already recorded (same deterministic id) are skipped.
+    details_json[, key]). Events already recorded (same deterministic id) are skipped; `key`
+    tells apart two events of one alert at the same time (two escalation steps).
     """
     if not rows:
         return
@@ -192,7 +193,7 @@ def audit_many(con, rows: list[tuple], at: dt.datetime) -> None:
     frame = pd.DataFrame(
         [
             {
-                "event_id": event_id(a, e, f, t, at.isoformat(), None),
+                "event_id": event_id(a, e, f, t, at.isoformat(), rest[0] if rest else None),
                 "alert_id": a,
                 "event": e,
                 "from_status": f,
@@ -202,7 +203,7 @@ def audit_many(con, rows: list[tuple], at: dt.datetime) -> None:
                 "event_at": at,
                 "details_json": details,
             }
-            for a, e, f, t, actor, reason, details in rows
+            for a, e, f, t, actor, reason, details, *rest in rows
         ]
     ).astype({"from_status": "object", "details_json": "object", "reason": "object"})
     con.register("_ea_audit_df", frame)
@@ -220,11 +221,14 @@ def audit_many(con, rows: list[tuple], at: dt.datetime) -> None:
         con.unregister("_ea_audit_df")
 
 
-def escalate_overdue(con, now: dt.datetime, actor: str = "system:sla") -> list[dict]:
+def escalate_overdue(
+    con, now: dt.datetime, actor: str = "system:sla", skip_severities: tuple[str, ...] = ()
+) -> list[dict]:
     """Escalate every open (unacknowledged, unsnoozed) alert whose SLA is due at or before `now`.
 
     Each breach is escalated once: a row in alerts.escalations routed to the escalation address
-    and an `escalated` audit event. Returns the new escalations.
+    and an `escalated` audit event. Returns the new escalations. Severities in `skip_severities`
+    follow the escalation policy instead (alerts.escalation).
     """
     ensure_schema(con)
     now = _as_naive_utc(now)
@@ -234,9 +238,10 @@ def escalate_overdue(con, now: dt.datetime, actor: str = "system:sla") -> list[d
         from alerts.alerts
         where status = 'open' and escalated_at is null and sla_due_at <= ?
           and (snoozed_until is null or snoozed_until < cast(? as date))
+          and not list_contains(?, severity)
         order by sla_due_at, alert_id
         """,
-        [now, now],
+        [now, now, list(skip_severities)],
     ).fetchall()
     if not rows:
         return []
@@ -269,7 +274,7 @@ def escalate_overdue(con, now: dt.datetime, actor: str = "system:sla") -> list[d
     try:
         con.execute(
             """
-            insert into alerts.escalations
+            insert into alerts.escalations by name
             select * from _ea_esc_df n
             where not exists (select 1 from alerts.escalations e
                               where e.escalation_id = n.escalation_id)

@@ -136,6 +136,15 @@ def responsible(
     return chain[0][::-1] if chain else (None, None)
 
 
+def alert_recipients(alert: Mapping[str, Any], people: People) -> tuple[str | None, list[str]]:
+    """(to, cc) for a message about one alert: its owner (the engine resolved the chain when it
+    raised it), else the chain on the account as it is now; cc the escalation contact.
+    """
+    to = _clean(alert.get("owner_email")) or responsible(None, alert, people)[0]
+    esc = _clean(alert.get("escalation_email"))
+    return to, ([esc] if esc and esc != to else [])
+
+
 def matching_route(routes: list[dict], facts: Mapping[str, Any]) -> dict | None:
     """The first `routes:` entry whose `match` holds for these facts (alert_type, severity,
     rule_id, segment, plan), or None.

@@ -11,6 +11,7 @@ import yaml
 from jinja2 import StrictUndefined, TemplateSyntaxError
 from jinja2.sandbox import SandboxedEnvironment
 
+from alerts.escalation import LEVELS, EscalationPolicy, EscalationStep
 from alerts.expr import Compiled, ConditionError, compile_condition
 from alerts.holdout import Holdout
 from alerts.schema import ACTIONS, ALERT_TYPES, SEVERITIES
@@ -139,6 +140,10 @@ class Routing:
     budget_exempt_severities: list[str]
     routes: list[dict] = field(default_factory=list)
     holdout: Holdout = field(default_factory=Holdout)
+    escalation_policy: EscalationPolicy = field(default_factory=EscalationPolicy)
+    # Chat channels ("slack", "teams") per audience: "critical" (critical alerts, escalations,
+    # reminders, failed critical mail) and "data_team" (delivery failures, failed checks).
+    second_channel: dict[str, list[str]] = field(default_factory=dict)
 
     def role_of(self, email: str) -> str:
         email = email.lower()
@@ -421,6 +426,9 @@ def parse_routing(doc: object, source: str = "routing.yml") -> Routing:
         "budget_exempt_severities",
         "routes",
         "holdout",
+        "escalation_policy",
+        "second_channel",
+        "timezones",
     }
     if set(doc) - allowed:
         problems.append(f"unknown keys {sorted(set(doc) - allowed)}; allowed: {sorted(allowed)}")
@@ -460,6 +468,8 @@ def parse_routing(doc: object, source: str = "routing.yml") -> Routing:
                     f"routes #{i}: {key} {val!r} must be one of {list(ROUTE_TARGETS)} or an email"
                 )
     holdout = _parse_holdout(doc.get("holdout"), problems)
+    policy = _parse_policy(doc.get("escalation_policy"), problems)
+    second = _parse_second_channel(doc.get("second_channel"), problems)
     if problems:
         raise RulesFileError(source, problems)
     return Routing(
@@ -472,6 +482,8 @@ def parse_routing(doc: object, source: str = "routing.yml") -> Routing:
         daily_budget_per_owner=budget,
         budget_exempt_severities=list(exempt),
         routes=list(routes),
+        escalation_policy=policy,
+        second_channel=second,
     )
 
 
@@ -520,3 +532,77 @@ def _parse_holdout(doc: object, problems: list[str]) -> Holdout:
         salt=salt,
         include_critical=include_critical is True,
     )
+
+
+def _parse_policy(doc: object, problems: list[str]) -> EscalationPolicy:
+    """`escalation_policy: {severities, steps: [{after_hours, notify}], remind_every_hours}`."""
+    if doc is None:
+        return EscalationPolicy()
+    keys = {"severities", "steps", "remind_every_hours"}
+    if not isinstance(doc, dict) or set(doc) - keys:
+        problems.append(f"escalation_policy: must be a mapping with keys {sorted(keys)}")
+        return EscalationPolicy()
+    default = EscalationPolicy()
+    severities = doc.get("severities", list(default.severities))
+    if not isinstance(severities, list) or any(s not in SEVERITIES for s in severities):
+        problems.append(f"escalation_policy.severities: a list from {list(SEVERITIES)}")
+        severities = list(default.severities)
+    steps = []
+    raw_steps = doc.get("steps", None)
+    if raw_steps is None:
+        steps = list(default.steps)
+    elif not isinstance(raw_steps, list):
+        problems.append("escalation_policy.steps: a list of {after_hours, notify}")
+    else:
+        last = -1.0
+        for i, step in enumerate(raw_steps, start=1):
+            hours = step.get("after_hours") if isinstance(step, dict) else None
+            notify = step.get("notify") if isinstance(step, dict) else None
+            if (
+                not isinstance(step, dict)
+                or set(step) - {"after_hours", "notify"}
+                or isinstance(hours, bool)
+                or not isinstance(hours, int | float)
+                or hours < 0
+            ):
+                problems.append(
+                    f"escalation_policy.steps #{i}: needs after_hours (hours >= 0) and notify"
+                )
+                continue
+            if notify not in LEVELS and not (isinstance(notify, str) and _EMAIL.match(notify)):
+                problems.append(
+                    f"escalation_policy.steps #{i}: notify {notify!r} must be one of "
+                    f"{list(LEVELS)} or an email address"
+                )
+                continue
+            if hours <= last:
+                problems.append(
+                    f"escalation_policy.steps #{i}: after_hours must grow from step to step"
+                )
+            last = float(hours)
+            steps.append(EscalationStep(float(hours), notify))
+    remind = doc.get("remind_every_hours", default.remind_every_hours)
+    if isinstance(remind, bool) or not isinstance(remind, int | float) or remind < 0:
+        problems.append("escalation_policy.remind_every_hours: hours >= 0 (0 = no reminders)")
+        remind = default.remind_every_hours
+    return EscalationPolicy(tuple(severities), tuple(steps), float(remind))
+
+
+def _parse_second_channel(doc: object, problems: list[str]) -> dict[str, list[str]]:
+    """`second_channel: {critical: [slack, teams], data_team: [slack]}` (webhook URLs come from
+    the environment: SLACK_WEBHOOK_URL, TEAMS_WEBHOOK_URL and their _DATA_TEAM_ variants).
+    """
+    if doc is None:
+        return {}
+    audiences, channels = ("critical", "data_team"), ("slack", "teams")
+    if not isinstance(doc, dict) or set(doc) - set(audiences):
+        problems.append(f"second_channel: a mapping with keys {list(audiences)}")
+        return {}
+    out = {}
+    for audience, value in doc.items():
+        value = value or []
+        if not isinstance(value, list) or any(v not in channels for v in value):
+            problems.append(f"second_channel.{audience}: a list from {list(channels)}")
+            continue
+        out[audience] = list(dict.fromkeys(value))
+    return out

@@ -104,6 +104,8 @@ _DDL = [
         reason string
     )
     """,
+    # Escalation policy steps ('step:1', 'reminder:2'); NULL for an SLA breach escalation.
+    "alter table alerts.escalations add column if not exists step string",
     """
     create table if not exists alerts.evaluation_runs (
         as_of_date date primary key,

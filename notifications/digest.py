@@ -11,7 +11,7 @@ from typing import Any
 
 import jinja2
 
-from alerts.recipients import alert_audience
+from alerts.recipients import alert_audience, alert_recipients
 from notifications import ics
 from notifications.content import (
     PALETTE,
@@ -297,8 +297,9 @@ def build_critical_alerts(
     config: ContentConfig | None = None,
     now: dt.datetime | None = None,
 ) -> list[Delivery]:
-    """One immediate email per open critical alert not yet in the outbox, to the account's owner
-    (copying the escalation contact), never to anyone outside the account's scope.
+    """One immediate email per open or acknowledged critical alert not yet in the outbox, to the
+    responsible person (alerts.recipients: route owner -> CSM -> manager -> unassigned_owner ->
+    data team), copying the escalation contact. Held-out alerts only with include_critical.
     """
     config = config or ContentConfig()
     now = now or dt.datetime.now(dt.UTC).replace(tzinfo=None)
@@ -306,32 +307,25 @@ def build_critical_alerts(
     already = {
         r[0]
         for r in con.execute(
-            "select alert_id from ops.outbox where idempotency_key like 'critical:%'"
+            "select alert_id from ops.outbox where idempotency_key = 'critical:' || alert_id"
         ).fetchall()
     }
     alerts = [
         a
         for a in active_alerts(con, now.date())
-        if a["severity"] == "critical" and a["status"] == "open" and a["alert_id"] not in already
+        if a["severity"] == "critical" and a["alert_id"] not in already
     ]
     if not alerts:
         return []
     env = environment(templates_dir)
-    allowed: dict[str, set[str]] = defaultdict(set)
-    for recipient, _, account_id in recipient_scopes(con, config):
-        allowed[account_id].add(recipient)
     champions, hidden = user_privacy(con)
     links = crm_links(con)
     metrics = account_metrics(con, [a["account_id"] for a in alerts], now.date())
     deliveries = []
     for a in alerts:
-        scope = allowed.get(a["account_id"], set())
-        owner = (a.get("owner_email") or "").lower()
-        to = owner if owner in scope else (a.get("csm_email") or "").lower()
+        to, cc = alert_recipients(a, config.people)
         if not to:
-            continue  # no one is entitled to this account; the digest for admins still shows it
-        esc = (a.get("escalation_email") or "").lower()
-        cc = [esc] if esc and esc in scope and esc != to else []
+            continue  # routing.yml names nobody at all; the delivery check reports the alert
         c = card(
             a,
             champions,
@@ -365,6 +359,7 @@ def build_critical_alerts(
             "attachments": [invite_attachment(c, to, now, config)] if c["invite"] else [],
             "alert_ids": [a["alert_id"]],
             "kind": "critical",
+            "retry": "critical",
         }
         deliveries.append(
             Delivery(
@@ -386,8 +381,8 @@ def build_escalations(
     config: ContentConfig | None = None,
     now: dt.datetime | None = None,
 ) -> list[Delivery]:
-    """One email per new row in alerts.escalations (an SLA breach), to the escalation address,
-    provided that person may see the account (its manager, or an admin).
+    """One email per new row in alerts.escalations (an SLA breach, an escalation policy step or
+    a reminder) to the address it names, who may see the alert (alerts.recipients).
     """
     config = config or ContentConfig()
     now = now or dt.datetime.now(dt.UTC).replace(tzinfo=None)
@@ -400,7 +395,8 @@ def build_escalations(
         return []
     pending = con.execute(
         """
-        select escalation_id, alert_id, lower(escalated_to), reason from alerts.escalations
+        select escalation_id, alert_id, lower(escalated_to), reason, coalesce(step, 'sla')
+        from alerts.escalations
         where escalated_to is not null
           and 'escalation:' || escalation_id not in
               (select idempotency_key from ops.outbox where channel = 'email')
@@ -410,18 +406,15 @@ def build_escalations(
     if not pending:
         return []
     alerts = {a["alert_id"]: a for a in active_alerts(con, now.date())}
-    allowed: dict[str, set[str]] = defaultdict(set)
-    for recipient, _, account_id in recipient_scopes(con, config):
-        allowed[account_id].add(recipient)
     env = environment(templates_dir)
     champions, hidden = user_privacy(con)
     links = crm_links(con)
     metrics = account_metrics(con, [a["account_id"] for a in alerts.values()], now.date())
     deliveries = []
-    for escalation_id, alert_id, to, reason in pending:
+    for escalation_id, alert_id, to, reason, step in pending:
         a = alerts.get(alert_id)
-        if a is None or to not in allowed.get(a["account_id"], set()):
-            continue  # closed meanwhile, or the address may not see this account
+        if a is None or (a["status"] != "open" and step != "sla"):
+            continue  # closed, snoozed or acknowledged meanwhile: nothing left to escalate
         c = card(
             a,
             champions,
@@ -434,7 +427,11 @@ def build_escalations(
             metrics=metrics.get(a["account_id"]),
             now=now,
         )
-        subject = f"Escalation: {c['account_name']} - {c['alert_type']} past its SLA"
+        subject = (
+            f"Reminder: {c['account_name']} - {c['alert_type']} still not acknowledged"
+            if step.startswith("reminder")
+            else f"Escalation: {c['account_name']} - {c['alert_type']} past its SLA"
+        )
         context = {
             "title": f"Escalation: {c['account_name']}",
             "subtitle": reason or "Past its SLA without acknowledgement",
@@ -449,13 +446,14 @@ def build_escalations(
         owner = (a.get("owner_email") or "").lower()
         payload = {
             "to": [to],
-            "cc": [owner] if owner and owner != to and owner in allowed[a["account_id"]] else [],
+            "cc": [owner] if owner and owner != to else [],
             "subject": subject,
             "html": compact_html(env.get_template("critical.html.j2").render(**context)),
             "text": env.get_template("critical.txt.j2").render(**context),
             "attachments": [],
             "alert_ids": [alert_id],
-            "kind": "escalation",
+            "kind": "reminder" if step.startswith("reminder") else "escalation",
+            **({"retry": "critical"} if a["severity"] == "critical" else {}),
         }
         deliveries.append(
             Delivery(

@@ -127,9 +127,7 @@ def verify_action(secret: str, token: str, now: dt.datetime | None = None) -> Ac
     except (KeyError, TypeError, ValueError) as exc:
         raise LinkError("malformed", "This link is incomplete.") from exc
     if (now or _utcnow()) >= claim.expires_at:
-        raise LinkError(
-            "expired", f"This link expired on {claim.expires_at:%Y-%m-%d %H:%M} UTC."
-        )
+        raise LinkError("expired", f"This link expired on {claim.expires_at:%Y-%m-%d %H:%M} UTC.")
     return claim
 
 

@@ -235,8 +235,9 @@ def describe(
     if kind == "flag" or isinstance(value, bool):
         words = spec.get("values") or {}
         text = words.get(str(value).lower()) or f"{label}: {'yes' if value else 'no'}"
-        return Reason(text=text, tone="critical" if value is False else "muted", source=source,
-                      column=column)
+        return Reason(
+            text=text, tone="critical" if value is False else "muted", source=source, column=column
+        )
     if kind == "band":
         words = spec.get("values") or {}
         shown = words.get(str(value).lower()) or str(value).replace("_", " ")

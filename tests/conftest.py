@@ -37,8 +37,6 @@ def ea_env(tmp_path, monkeypatch) -> dict[str, Path]:
     return env
 
 
-
-
 def _no_defs_state_storage_in_tests() -> None:
     """Tests only: load definitions without Dagster's defs-state storage.
 

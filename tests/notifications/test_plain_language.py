@@ -73,8 +73,10 @@ def test_unknown_values_are_said_to_be_unknown_never_zero_and_come_last():
         [
             ("coalesce(churn_percentile, 100) >= 75", {"churn_percentile": None}),
             ("days_since_admin_activity >= 21", {"days_since_admin_activity": 30}),
-            ("active_users_28d <= 0.6 * active_users_prev_28d",
-             {"active_users_28d": None, "active_users_prev_28d": 10}),
+            (
+                "active_users_28d <= 0.6 * active_users_prev_28d",
+                {"active_users_28d": None, "active_users_prev_28d": 10},
+            ),
         ],
         alert_type="champion_quiet",
     )
@@ -163,9 +165,7 @@ def test_crm_task_bodies_are_plain_and_link_to_the_inbox(con):
 
 def test_the_rule_expression_stays_for_the_data_team(con):
     alert = _engine_alert([("days_to_renewal between 0 and 90", {"days_to_renewal": 15})])
-    alert.update(
-        alert_id="x", account_id="a", explanation="days_to_renewal between 0 and 90 (15)"
-    )
+    alert.update(alert_id="x", account_id="a", explanation="days_to_renewal between 0 and 90 (15)")
     c = card(alert, {}, set(), {})
     assert c["rule_expression"] == "days_to_renewal between 0 and 90 (15)"
     assert "between" not in c["explanation"]

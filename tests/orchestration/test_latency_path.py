@@ -120,6 +120,7 @@ def test_critical_email_step_sends_once_and_leaves_the_sensor_nothing(ea_env, ca
     (config_dir / "routing.yml").write_text("admins: [cs-director@example.com]\n")
     resources = {
         "smtp": deliveries.SmtpResource(port=capture.port),
+        "chat": deliveries.ChatResource(),
         "duckdb": DuckDBResource(database=str(ea_env["DUCKDB_DATABASE"])),
         "paths": PathsResource(
             data_dir=str(ea_env["EA_DATA_DIR"]),

@@ -100,6 +100,7 @@ def apply_policy(
     )
     names = [d[0] for d in cur.description]
     alerts = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+    _schedule(con, policy, alerts, now)
     if not alerts:
         return []
     done = {
@@ -194,3 +195,46 @@ def apply_policy(
     # The step is part of each event's id: two steps due at once are two events.
     audit_many(con, [(*e, r[9]) for e, r in zip(events, rows, strict=True)], now)
     return out
+
+
+def next_due(policy: EscalationPolicy, raised_at: dt.datetime, now: dt.datetime) -> dt.datetime:
+    """When the policy next acts on an alert raised at `raised_at` (after `now`)."""
+    for step in policy.steps:
+        due = raised_at + dt.timedelta(hours=step.after_hours)
+        if due > now:
+            return due
+    last = raised_at + dt.timedelta(hours=policy.steps[-1].after_hours if policy.steps else 0)
+    if policy.remind_every_hours <= 0:
+        return dt.datetime.max
+    every = dt.timedelta(hours=policy.remind_every_hours)
+    n = max(1, int((now - last) / every) + 1)
+    return last + n * every
+
+
+def _schedule(con, policy: EscalationPolicy, alerts: list[dict], now: dt.datetime) -> None:
+    """Stamp next_escalation_at on the policy's open alerts and clear it on every other alert,
+    so the published work list can wake the escalation job when the next step is due.
+    """
+    con.execute(
+        "update alerts.alerts set next_escalation_at = null "
+        "where next_escalation_at is not null and status != 'open'"
+    )
+    if not alerts:
+        return
+    import pandas as pd
+
+    frame = pd.DataFrame(
+        {
+            "alert_id": [a["alert_id"] for a in alerts],
+            "next_at": [next_due(policy, a["raised_at"], now) for a in alerts],
+        }
+    )
+    frame = frame[frame["next_at"] < dt.datetime(9999, 1, 1)]
+    con.register("_ea_next_df", frame)
+    try:
+        con.execute(
+            "update alerts.alerts a set next_escalation_at = n.next_at "
+            "from _ea_next_df n where a.alert_id = n.alert_id"
+        )
+    finally:
+        con.unregister("_ea_next_df")

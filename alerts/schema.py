@@ -65,6 +65,9 @@ _DDL = [
     # Added for the control group (issue 9); older warehouses get the column on the next run.
     "alter table alerts.alerts add column if not exists is_holdout boolean default false",
     "alter table alerts.alerts add column if not exists feedback string",
+    # When the escalation policy next acts on this alert (a step or a reminder); NULL when no
+    # policy step is left to wait for (acknowledged, closed, or not a policy severity).
+    "alter table alerts.alerts add column if not exists next_escalation_at timestamp",
     """
     create table if not exists alerts.audit_log (
         event_id string primary key,

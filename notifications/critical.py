@@ -20,7 +20,14 @@ from typing import Any
 from alerts.recipients import People, alert_recipients
 from notifications.chat import ChatMessage, render
 from notifications.content import ContentConfig, active_alerts, card, crm_links, user_privacy
-from notifications.outbox import Delivery, OutboxRow, RetryPolicy
+from notifications.outbox import (
+    Delivery,
+    OutboxRow,
+    RetryPolicy,
+    as_connector,
+    deliver_due,
+    enqueue,
+)
 
 CRITICAL_RETRY = RetryPolicy(base_seconds=60.0, cap_seconds=3600.0, max_age_seconds=24 * 3600.0)
 # Outbox statuses that count as "told" (sent) or "still trying" (in flight).
@@ -292,23 +299,23 @@ def critical_coverage(con, as_of: dt.date, people: People | None = None) -> Cove
 
 
 def send_now(
-    con,
+    connection,
     deliveries: list[Delivery],
     senders: Mapping[str, Any],
     now: dt.datetime,
     budget_seconds: float | None = None,
 ):
     """Queue these deliveries (new keys only) and send exactly them now, on every channel they
-    use, with the critical retry policy. Returns (new deliveries per channel, the send report).
+    use, with the critical retry policy. `connection` as for outbox.deliver_due (no connection
+    is open while a message is on the wire). Returns (new deliveries per channel, the report).
     """
-    from notifications.outbox import deliver_due, enqueue
-
-    new_by_channel: dict[str, int] = {}
-    for channel in sorted({d.channel for d in deliveries}):
-        new_by_channel[channel] = enqueue(con, [d for d in deliveries if d.channel == channel], now)
-    new = new_by_channel
+    connect = as_connector(connection)
+    new: dict[str, int] = {}
+    with connect() as con:
+        for channel in sorted({d.channel for d in deliveries}):
+            new[channel] = enqueue(con, [d for d in deliveries if d.channel == channel], now)
     report = deliver_due(
-        con,
+        connect,
         senders,
         now,
         channels=sorted({d.channel for d in deliveries} & set(senders)),
@@ -344,7 +351,7 @@ class CriticalRun:
 
 
 def run_critical(
-    con,
+    connection,
     templates_dir,
     config: ContentConfig,
     second_channel: Mapping[str, list[str]],
@@ -357,18 +364,20 @@ def run_critical(
     """
     from notifications.digest import build_critical_alerts, build_escalations
 
-    built = build_critical_alerts(con, templates_dir, config, now)
-    built += build_escalations(con, templates_dir, config, now)
-    built += chat_deliveries(con, list(second_channel.get("critical", [])), config, now)
+    connect = as_connector(connection)
+    with connect() as con:
+        built = build_critical_alerts(con, templates_dir, config, now)
+        built += build_escalations(con, templates_dir, config, now)
+        built += chat_deliveries(con, list(second_channel.get("critical", [])), config, now)
     run = CriticalRun(built=len(built), examples=[d.subject for d in built])
-    run.new, report = send_now(con, built, senders, now, budget_seconds)
+    run.new, report = send_now(connect, built, senders, now, budget_seconds)
     run.reports.append(report)
-    _failover(con, second_channel, config, senders, now, budget_seconds, run)
+    _failover(connect, second_channel, config, senders, now, budget_seconds, run)
     return run
 
 
 def retry_critical(
-    con,
+    connection,
     config: ContentConfig,
     second_channel: Mapping[str, list[str]],
     senders: Mapping[str, Any],
@@ -378,20 +387,22 @@ def retry_critical(
     """Every due delivery of every channel (critical ones on the 24-hour policy), then the
     failover of what failed.
     """
-    from notifications.outbox import deliver_due
-
+    connect = as_connector(connection)
     run = CriticalRun()
     run.reports.append(
-        deliver_due(con, senders, now, budget_seconds=budget_seconds, policy_for=retry_policy_for)
+        deliver_due(
+            connect, senders, now, budget_seconds=budget_seconds, policy_for=retry_policy_for
+        )
     )
-    _failover(con, second_channel, config, senders, now, budget_seconds, run)
+    _failover(connect, second_channel, config, senders, now, budget_seconds, run)
     return run
 
 
-def _failover(con, second_channel, config, senders, now, budget_seconds, run) -> None:
-    failover = failover_deliveries(con, second_channel, config)
+def _failover(connect, second_channel, config, senders, now, budget_seconds, run) -> None:
+    with connect() as con:
+        failover = failover_deliveries(con, second_channel, config)
     if failover:
-        new, report = send_now(con, failover, senders, now, budget_seconds)
+        new, report = send_now(connect, failover, senders, now, budget_seconds)
         run.failovers += sum(new.values())
         run.reports.append(report)
 

@@ -53,6 +53,7 @@ class OutboxRow:
     subject: str
     payload: dict
     attempts: int
+    created_at: dt.datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,14 @@ class RetryPolicy:
     base_seconds: float = 60.0
     cap_seconds: float = 3600.0
     jitter: float = 0.5
+    # Set: attempts go on (whatever max_attempts says) until the delivery is this old.
+    max_age_seconds: float | None = None
+
+    def is_dead(self, attempt: int, age_seconds: float | None) -> bool:
+        """After a failed `attempt`: give up for good?"""
+        if self.max_age_seconds is not None and age_seconds is not None:
+            return age_seconds >= self.max_age_seconds
+        return attempt >= self.max_attempts
 
     def delay(self, attempt: int, retry_after: float | None, rng: random.Random) -> float:
         backoff = min(self.cap_seconds, self.base_seconds * 2 ** max(attempt - 1, 0))
@@ -177,14 +186,14 @@ def due_rows(
         return []
     sql = (
         "select delivery_id, idempotency_key, channel, alert_id, account_id, recipient, "
-        f"coalesce(subject, ''), payload_json, attempts from ops.outbox where {where} "
+        f"coalesce(subject, ''), payload_json, attempts, created_at from ops.outbox where {where} "
         "order by created_at, delivery_id"
     )
     return [_row(r) for r in con.execute(sql, params).fetchall()]
 
 
 def _row(r) -> OutboxRow:
-    return OutboxRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7]), r[8])
+    return OutboxRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7]), r[8], r[9])
 
 
 def _due_filter(
@@ -257,7 +266,7 @@ def claim_next(
             select delivery_id from ops.outbox where {where}
             order by created_at, delivery_id limit 1)
         returning delivery_id, idempotency_key, channel, alert_id, account_id, recipient,
-            coalesce(subject, ''), payload_json, attempts
+            coalesce(subject, ''), payload_json, attempts, created_at
         """,
         {**params, "until": now + lease},
     ).fetchall()
@@ -326,7 +335,8 @@ def record(
             _log(con, row, tries, now, outcome, None, None, attempt.elapsed_ms, result.external_id)
         else:
             exc = attempt.error
-            dead = (not exc.retryable) or tries >= policy.max_attempts
+            age = (now - row.created_at).total_seconds() if row.created_at else None
+            dead = (not exc.retryable) or policy.is_dead(tries, age)
             retry_at = (
                 None
                 if dead
@@ -357,6 +367,7 @@ def deliver_due(
     keys: Iterable[str] | None = None,
     budget_seconds: float | None = None,
     lease: dt.timedelta = CLAIM_LEASE,
+    policy_for: Callable[[OutboxRow], RetryPolicy | None] | None = None,
 ) -> DeliveryReport:
     """Send every due delivery of the given channels and record each attempt.
 
@@ -369,6 +380,8 @@ def deliver_due(
 
     `budget_seconds` stops claiming new deliveries after that long (at least one is sent per
     pass, so a slow receiver cannot stall the queue for good); the rest stay due.
+
+    `policy_for` picks a row's retry policy (None: `policy`); critical messages retry for a day.
     """
     connect = as_connector(connection)
     now = now or utcnow()
@@ -395,7 +408,8 @@ def deliver_due(
         report.attempted += 1
         attempt = send(senders[row.channel], row)
         with connect() as con:
-            outcome = record(con, attempt, at(), policy, rng)
+            row_policy = (policy_for(row) if policy_for else None) or policy
+            outcome = record(con, attempt, at(), row_policy, rng)
             over = budget_seconds is not None and time.monotonic() - began > budget_seconds
             if over:
                 where, params = _due_filter(now, chosen, keys)

@@ -8,7 +8,8 @@ work items with the time each becomes due; sensors read it and only request runs
 Kinds: `delivery` (an outbox row pending or failed; due at its next attempt), `critical` (an
 open critical alert with no critical email queued; due at once), `escalation` (an SLA
 escalation with no email queued; due at once), `sla_breach` (an open alert not yet escalated;
-due when its SLA passes), `crm_task` (a CRM task whose status may still change). A new kind is
+due when its SLA passes), `escalation_step` (an open alert on the escalation policy; due at its
+next step or reminder), `crm_task` (a CRM task whose status may still change). A new kind is
 one more query in `_parts`.
 """
 
@@ -59,15 +60,21 @@ def _parts(tables: set[str]) -> list[str]:
     if alerts:
         parts.append(
             "select 'critical', alert_id, account_id, null::timestamp "
-            "from alerts.alerts where severity = 'critical' and status = 'open' "
+            "from alerts.alerts where severity = 'critical' "
+            "and status in ('open', 'acknowledged') and not coalesce(is_holdout, false) "
             f"and 'critical:' || alert_id not in {queued}"
         )
-        # As alerts.escalate_overdue: open, not escalated, SLA passed, not snoozed that day.
+        # As alerts.escalate_overdue: open, not escalated, SLA passed, not snoozed that day;
+        # alerts on the escalation policy wait for their next step instead.
         parts.append(
             "select 'sla_breach', alert_id, account_id, "
             "greatest(sla_due_at, cast(snoozed_until + 1 as timestamp)) "
             "from alerts.alerts where status = 'open' and escalated_at is null "
-            "and sla_due_at is not null"
+            "and sla_due_at is not null and next_escalation_at is null"
+        )
+        parts.append(
+            "select 'escalation_step', alert_id, account_id, next_escalation_at "
+            "from alerts.alerts where status = 'open' and next_escalation_at is not null"
         )
     if "alerts.escalations" in tables:
         parts.append(

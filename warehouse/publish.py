@@ -108,8 +108,7 @@ def publish_snapshot(
                 ).fetchall()[0][0]
                 if comments and comments.get(name):
                     con.execute(
-                        f'comment on table {alias}."{schema}"."{table}" is '
-                        f"{_quote(comments[name])}"
+                        f'comment on table {alias}."{schema}"."{table}" is {_quote(comments[name])}'
                     )
             con.execute("commit")
         except BaseException:

@@ -8,7 +8,9 @@ from dagster_duckdb import DuckDBResource
 
 from alerts.backtest import backtest
 from alerts.engine import EvaluationError, evaluate
+from alerts.escalation import apply_policy
 from alerts.lifecycle import escalate_overdue
+from alerts.recipients import People
 from alerts.rules import RulesFileError, columns_from_connection, load_routing, load_rules
 from alerts.schema import ensure_schema
 from orchestration.asof import AsOfConfig, resolve_as_of
@@ -31,6 +33,13 @@ INPUTS = [
 
 def _templates(paths: PathsResource):
     return paths.config / "templates" / "recommendations"
+
+
+def _routing_only(paths: PathsResource):
+    try:
+        return load_routing(paths.config / "routing.yml")
+    except RulesFileError as exc:
+        raise dg.Failure(description=str(exc)) from exc
 
 
 def _load(con, paths: PathsResource):
@@ -203,7 +212,10 @@ class EscalationConfig(dg.Config):
 
 # An op job, not an asset: it acts on the wall clock, so it must stay out of the asset jobs that
 # replay history (the daily evaluation already escalates as of the end of its as-of day).
-@dg.op(description="Escalate open, unacknowledged alerts past their SLA (each breach once).")
+@dg.op(
+    description="Escalate open, unacknowledged alerts past their SLA (each breach once); "
+    "critical alerts follow the escalation policy in routing.yml (steps, then reminders)."
+)
 def escalate_sla_breaches(
     context: dg.OpExecutionContext,
     config: EscalationConfig,
@@ -212,9 +224,18 @@ def escalate_sla_breaches(
 ) -> None:
     started = time.perf_counter()
     now = dt.datetime.fromisoformat(config.now) if config.now else dt.datetime.now(dt.UTC)
+    routing = _routing_only(paths)
+    policy = routing.escalation_policy
     with duckdb.get_connection() as con:
         ensure_schema(con)
-        new = escalate_overdue(con, now)
+        new = escalate_overdue(con, now, skip_severities=policy.severities)
+        # Critical alerts: the next level, then reminders, until a person acknowledges.
+        new += apply_policy(
+            con,
+            policy,
+            People.from_routing(routing),
+            now.astimezone(dt.UTC).replace(tzinfo=None) if now.tzinfo else now,
+        )
         # The escalation emails are owed now: the critical alert sensor requests them.
         publish_state(con, paths, "alerts_sla_escalation_job")
     context.log.info(f"escalated {len(new)} alert(s): {new[:5]}")
@@ -253,7 +274,9 @@ alerts_backtest_job = dg.define_asset_job(
 def sla_breach_sensor(
     context: dg.SensorEvaluationContext, paths: PathsResource
 ) -> dg.RunRequest | dg.SkipReason:
-    return request_when_due(context, paths, ["sla_breach"], sla_escalation_job.name)
+    return request_when_due(
+        context, paths, ["sla_breach", "escalation_step"], sla_escalation_job.name
+    )
 
 
 defs = dg.Definitions(

@@ -10,9 +10,17 @@ import dagster as dg
 import yaml
 from dagster_duckdb import DuckDBResource
 
+from notifications.chat import ChatConfig, WebhookSender
 from notifications.content import ContentConfig
+from notifications.critical import (
+    check_failure_deliveries,
+    critical_coverage,
+    retry_critical,
+    run_critical,
+    send_now,
+)
 from notifications.crm import CrmConfig, connector
-from notifications.digest import build_critical_alerts, build_digests, build_escalations
+from notifications.digest import build_digests
 from notifications.mail import SmtpConfig, SmtpSender
 from notifications.outbox import (
     dead_letters,
@@ -73,6 +81,37 @@ class SmtpResource(dg.ConfigurableResource):
         return SmtpSender(self.settings())
 
 
+class ChatResource(dg.ConfigurableResource):
+    """Second-channel webhooks (SLACK_WEBHOOK_URL, TEAMS_WEBHOOK_URL and the data team's
+    SLACK_DATA_TEAM_WEBHOOK_URL, TEAMS_DATA_TEAM_WEBHOOK_URL; unset = the critical one).
+    config/routing.yml `second_channel` says which channel carries what.
+    """
+
+    slack_webhook_url: str = ""
+    teams_webhook_url: str = ""
+    slack_data_team_webhook_url: str = ""
+    teams_data_team_webhook_url: str = ""
+    timeout_seconds: float = 10.0
+
+    def settings(self) -> ChatConfig:
+        return ChatConfig(
+            urls={
+                "slack": {
+                    "critical": self.slack_webhook_url,
+                    "data_team": self.slack_data_team_webhook_url,
+                },
+                "teams": {
+                    "critical": self.teams_webhook_url,
+                    "data_team": self.teams_data_team_webhook_url,
+                },
+            },
+            timeout_seconds=self.timeout_seconds,
+        )
+
+    def sender(self) -> WebhookSender:
+        return WebhookSender(self.settings())
+
+
 class CrmResource(dg.ConfigurableResource):
     """CRM connector settings (CRM_MODE=record|hubspot|salesforce|webhook and the base URLs and
     tokens). The default, record, keeps tasks in the outbox without sending them.
@@ -128,6 +167,12 @@ def deliveries_resources() -> dict[str, dg.ConfigurableResource]:
             mail_from=_env("EA_MAIL_FROM", "Engagement Alerts <alerts@engagement-alerts.local>"),
             ca_file=_env("SMTP_CA_FILE", ""),
         ),
+        "chat": ChatResource(
+            slack_webhook_url=_env("SLACK_WEBHOOK_URL", ""),
+            teams_webhook_url=_env("TEAMS_WEBHOOK_URL", ""),
+            slack_data_team_webhook_url=_env("SLACK_DATA_TEAM_WEBHOOK_URL", ""),
+            teams_data_team_webhook_url=_env("TEAMS_DATA_TEAM_WEBHOOK_URL", ""),
+        ),
         "crm": CrmResource(
             mode=_env("CRM_MODE", "record"),
             hubspot_base_url=_env("HUBSPOT_BASE_URL", ""),
@@ -171,8 +216,21 @@ def _content(paths: PathsResource) -> ContentConfig:
     )
 
 
-def _senders(smtp: SmtpResource, crm: CrmResource, paths: PathsResource) -> dict[str, Any]:
-    return {"email": smtp.sender(), "crm_task": crm.connector(_crm_maps(paths))}
+def _senders(
+    smtp: SmtpResource, crm: CrmResource, paths: PathsResource, chat: ChatResource
+) -> dict[str, Any]:
+    return {**_critical_senders(smtp, chat), "crm_task": crm.connector(_crm_maps(paths))}
+
+
+def _critical_senders(smtp: SmtpResource, chat: ChatResource) -> dict[str, Any]:
+    chat_sender = chat.sender()
+    return {"email": smtp.sender(), "slack": chat_sender, "teams": chat_sender}
+
+
+def _second_channel(paths: PathsResource) -> dict[str, list[str]]:
+    """routing.yml `second_channel` (validated with the rules file by the alerts stage)."""
+    value = _routing(paths).get("second_channel") or {}
+    return {k: list(v or []) for k, v in value.items()}
 
 
 def _status_metadata(con) -> dict[str, Any]:
@@ -195,31 +253,38 @@ def _finish(duckdb: DuckDBResource, paths: PathsResource, source: str) -> dict[s
     kinds={"duckdb", "python"},
     retry_policy=NETWORK_RETRY,
     op_tags=CRITICAL_PATH,
-    description="Critical alerts (and SLA escalations) by email as soon as the alerts are "
-    "evaluated, in the same run: one email per alert, never twice (outbox key).",
+    description="Critical alerts, escalation steps and reminders by email and on the second "
+    "channel (Slack, Teams) as soon as the alerts are evaluated, in the same run: one message "
+    "per alert and channel (outbox key), retried for 24 hours; a failure goes at once to the "
+    "second channel and the data team.",
 )
 def critical_alerts(
     context: dg.AssetExecutionContext,
     duckdb: DuckDBResource,
     paths: PathsResource,
     smtp: SmtpResource,
+    chat: ChatResource,
 ) -> dg.MaterializeResult:
     started = time.perf_counter()
     now = utcnow()
     with duckdb.get_connection() as con:
         ensure_schema(con)
-        built = _critical_and_escalations(con, paths, now)
     # Sent with the warehouse closed (claim, send, record): nothing waits on the relay.
-    new, report = send_emails_now(duckdb.get_connection, built, smtp.sender(), now)
+    run = run_critical(
+        duckdb.get_connection,
+        _templates(paths),
+        _content(paths),
+        _second_channel(paths),
+        _critical_senders(smtp, chat),
+        now,
+    )
     meta = _finish(duckdb, paths, "ops/critical_alerts")
-    context.log.info(f"critical alerts: {len(built)} built, {new} new, {report.as_metadata()}")
+    context.log.info(f"critical alerts: {run.as_metadata()}")
     return dg.MaterializeResult(
         metadata={
-            "critical_built": len(built),
-            "new_emails": new,
-            **report.as_metadata(),
+            **run.as_metadata(),
             **meta,
-            "examples": [d.subject for d in built[:3]],
+            "second_channel": dg.MetadataValue.json(_second_channel(paths)),
             "seconds": round(time.perf_counter() - started, 3),
         }
     )
@@ -337,11 +402,36 @@ def no_dead_letters(duckdb: DuckDBResource) -> dg.AssetCheckResult:
     )
 
 
-def _critical_and_escalations(con, paths: PathsResource, now: dt.datetime) -> list:
-    """Critical alerts not yet in the outbox, plus SLA breaches (just as urgent)."""
-    content = _content(paths)
-    built = build_critical_alerts(con, _templates(paths), content, now)
-    return built + build_escalations(con, _templates(paths), content, now)
+@dg.asset_check(
+    asset=OUTBOX,
+    blocking=True,
+    description="Zero missed critical alerts: every critical alert raised or continued on the "
+    "latest evaluated day has a sent or in-flight message (email, Slack, Teams) to a real "
+    "recipient, or a recorded exemption. Fails the run and tells the data team on the second "
+    "channel.",
+)
+def critical_alerts_delivered(
+    context: dg.AssetCheckExecutionContext,
+    duckdb: DuckDBResource,
+    paths: PathsResource,
+    smtp: SmtpResource,
+    chat: ChatResource,
+) -> dg.AssetCheckResult:
+    config = _content(paths)
+    with duckdb.get_connection() as con:
+        ensure_schema(con)
+        as_of = con.execute("select max(as_of_date) from alerts.evaluation_runs").fetchall()[0][0]
+        if as_of is None:
+            return dg.AssetCheckResult(passed=True, metadata={"note": "no evaluated day yet"})
+        cov = critical_coverage(con, as_of, config.people)
+    if not cov.holds:
+        told = check_failure_deliveries(cov, _second_channel(paths), config.people)
+        _, report = send_now(duckdb.get_connection, told, _critical_senders(smtp, chat), utcnow())
+        context.log.error(
+            f"critical alerts not delivered: {cov.as_metadata()}; "
+            f"data team told: {report.as_metadata()}"
+        )
+    return dg.AssetCheckResult(passed=cov.holds, metadata=cov.as_metadata())
 
 
 class DeliverConfig(dg.Config):
@@ -350,8 +440,10 @@ class DeliverConfig(dg.Config):
     now: str = ""
 
 
-@dg.op(description="Send every delivery whose next attempt is due (all channels); dead at the "
-    "limit. Runs when the outbox retry sensor finds due rows in the published work list.")
+@dg.op(
+    description="Send every delivery whose next attempt is due (all channels); dead at the "
+    "limit. Runs when the outbox retry sensor finds due rows in the published work list."
+)
 def deliver_outbox(
     context: dg.OpExecutionContext,
     config: DeliverConfig,
@@ -359,16 +451,24 @@ def deliver_outbox(
     paths: PathsResource,
     smtp: SmtpResource,
     crm: CrmResource,
+    chat: ChatResource,
 ) -> None:
     now = dt.datetime.fromisoformat(config.now) if config.now else utcnow()
-    report = deliver_due(duckdb.get_connection, _senders(smtp, crm, paths), now)
+    run = retry_critical(
+        duckdb.get_connection,
+        _content(paths),
+        _second_channel(paths),
+        _senders(smtp, crm, paths, chat),
+        now,
+    )
     meta = _finish(duckdb, paths, OUTBOX_JOB)
-    context.log.info(f"outbox: {report.as_metadata()}")
+    report = run.as_metadata()
+    context.log.info(f"outbox: {report}")
     context.log_event(
         dg.AssetObservation(
             asset_key=OUTBOX,
             metadata={
-                **{f"retry_{k}": v for k, v in report.as_metadata().items()},
+                **{f"retry_{k}": v for k, v in report.items() if k != "examples"},
                 **meta,
             },
         )
@@ -410,7 +510,8 @@ def crm_status_sync_job():
 critical_alerts_job = dg.define_asset_job(
     CRITICAL_JOB,
     selection=dg.AssetSelection.assets(CRITICAL),
-    description="Critical alerts and SLA escalations by email, outside a daily run.",
+    description="Critical alerts, escalations and reminders by email and on the second "
+    "channel, outside a daily run.",
 )
 
 
@@ -461,7 +562,7 @@ deliveries_job = dg.define_asset_job(
 
 defs = dg.Definitions(
     assets=[critical_alerts, crm_tasks, digests, outbox],
-    asset_checks=[no_dead_letters],
+    asset_checks=[no_dead_letters, critical_alerts_delivered],
     sensors=[critical_alert_sensor, outbox_retry_sensor, crm_status_sync_sensor],
     jobs=[deliveries_job, critical_alerts_job, outbox_delivery_job, crm_status_sync_job],
     resources=deliveries_resources(),

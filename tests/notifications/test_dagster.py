@@ -176,7 +176,15 @@ def test_outbox_retry_sensor_requests_a_delivery_run_once_the_backoff_passes(
         resources=resources, run_config=run_config
     )
     assert result.success
-    assert len(capture.messages()) == 2
+    # The two critical emails, and for each the data team's notice that it was delayed (queued
+    # at the first failure, when the relay was down too).
+    subjects = sorted(m.message["Subject"] for m in capture.messages())
+    assert [s for s in subjects if s.startswith("Critical:")] == [
+        "Critical: Acme Logistics - churn risk",
+        "Critical: Hooli Media - churn risk",
+    ]
+    notices = [m for m in capture.messages() if m.message["Subject"].startswith("Delayed")]
+    assert len(notices) == 2 and all(m.envelope_to == ["data-team@example.com"] for m in notices)
     assert "Nothing due" in tick(last + dt.timedelta(days=1)).skip_message
 
 

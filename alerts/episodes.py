@@ -6,7 +6,7 @@ import json
 
 import pandas as pd
 
-from alerts.inputs import WHOLE_WAREHOUSE
+from alerts.inputs import DORMANT_TYPE, WHOLE_WAREHOUSE
 from alerts.lifecycle import audit_many
 
 ENGINE_ACTOR = "system:alert-engine"
@@ -199,6 +199,9 @@ def _expire(con, enabled_ids: list[str], has_rows: bool, as_of, at) -> int:
                     when a.account_id != '{WHOLE_WAREHOUSE}' and ?
                          and a.account_id not in (select account_id from _ea_eval)
                         then 'account no longer in marts.account_health'
+                    when a.alert_type != '{DORMANT_TYPE}' and a.account_id in (
+                            select account_id from _ea_eval where coalesce(is_dormant, false))
+                        then 'account is dormant (no activity for the dormancy period)'
                     -- a critical alert never expires while its condition holds
                     when date_diff('day', a.episode_start_date, cast(? as date))
                          >= e.expire_after_days

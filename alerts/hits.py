@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from alerts.inputs import WHOLE_WAREHOUSE
+from alerts.inputs import DORMANT_TYPE, WHOLE_WAREHOUSE
 from alerts.rules import Rule, RuleSet
 
 
@@ -16,10 +16,15 @@ def hit_query(rules: list[Rule], gated: bool) -> tuple[str, list]:
         cols = c.columns or ["account_id"]
         values = ", ".join(f'?, "{col}"' for col in cols)
         clause_list = ", ".join(f"coalesce({sql}, false)" for _, sql, _, _ in c.clause_sql)
+        gate = ""
+        if gated:
+            # account_dormant rules see only dormant accounts; every other rule only live ones
+            dormant = rule.alert_type == DORMANT_TYPE
+            gate = "coalesce(is_dormant, false) and " if dormant else "_gate_ok and "
         parts.append(
             f"select ? as rule_id, account_id, json_object({values}) as _values, "
             f"list_value({clause_list}) as _clauses from _ea_eval "
-            f"where {'_gate_ok and ' if gated else ''}coalesce({c.sql}, false)"
+            f"where {gate}coalesce({c.sql}, false)"
         )
         params.append(rule.id)
         params.extend(cols)

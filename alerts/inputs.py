@@ -7,6 +7,8 @@ import datetime as dt
 from alerts.rules import RuleSet, columns_from_connection
 
 WHOLE_WAREHOUSE = "*"  # account_id of data freshness alerts, which concern the whole day
+# Rules of this type see only dormant accounts (the went-dormant notice); all others only live ones.
+DORMANT_TYPE = "account_dormant"
 REQUIRED_TABLES = (
     ("marts", "account_health"),
     ("marts", "data_freshness"),
@@ -71,6 +73,24 @@ def build_eval_table(con, start: dt.date, end: dt.date | None = None, name="_ea_
         else ""
     )
     name_expr = "coalesce(d.account_name, h.account_id)" if has_dim else "h.account_id"
+    health_columns = {
+        c
+        for (c,) in con.execute(
+            "select column_name from information_schema.columns "
+            "where table_schema = 'marts' and table_name = 'account_health'"
+        ).fetchall()
+    }
+    dormant = "coalesce(h.is_dormant, false)" if "is_dormant" in health_columns else "false"
+    if "is_dormant" in health_columns:
+        health_star = (
+            "h.* replace (coalesce(h.is_data_complete, false) as is_data_complete, "
+            "coalesce(h.is_dormant, false) as is_dormant)"
+        )
+    else:  # a mart built before dormancy existed: nobody is dormant
+        health_star = (
+            "h.* replace (coalesce(h.is_data_complete, false) as is_data_complete), "
+            "false as is_dormant, cast(null as integer) as days_dormant"
+        )
     drivers = ", ".join(
         f"max(driver_{i}) filter (where model_name = '{m}') as _{m}_d{i}, "
         f"max(driver_{i}_contribution) filter (where model_name = '{m}') as _{m}_c{i}"
@@ -118,14 +138,16 @@ def build_eval_table(con, start: dt.date, end: dt.date | None = None, name="_ea_
             group by activity_date
         )
         select
-            h.* replace (coalesce(h.is_data_complete, false) as is_data_complete),
+            {health_star},
             s.* exclude (account_id, as_of_date),
             coalesce(a.anomaly_count, 0) as anomaly_count,
             coalesce(a.anomaly_drop_count, 0) as anomaly_drop_count,
             a.anomaly_min_z,
             a.anomaly_max_z,
             coalesce(f.is_landed, false) as day_is_landed,
-            coalesce(h.is_data_complete, false) and coalesce(f.is_landed, false) as _gate_ok,
+            -- a dormant account is not alerted (only its one went-dormant notice)
+            coalesce(h.is_data_complete, false) and coalesce(f.is_landed, false)
+                and not {dormant} as _gate_ok,
             {name_expr} as _account_name
         from health h
         left join freshness f using (as_of_date)

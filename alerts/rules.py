@@ -29,6 +29,9 @@ DERIVED_COLUMNS = {
     "anomaly_min_z": "number",
     "anomaly_max_z": "number",
     "day_is_landed": "boolean",
+    # from marts.account_health when it has them (false / NULL for a mart built before dormancy)
+    "is_dormant": "boolean",
+    "days_dormant": "number",
 }
 
 # The health mart's columns as agreed in docs/contracts.md; used when no warehouse is at hand

@@ -17,6 +17,7 @@ ALERT_TYPES = (
     "renewal_risk",
     "expansion_opportunity",
     "data_freshness",
+    "account_dormant",
 )
 ACTIONS = (
     "email",

@@ -58,7 +58,7 @@ BANDS = np.array(["low", "medium", "high", "very_high"])
 
 
 def load_scoring_frame(con, as_of_date: dt.date) -> pd.DataFrame:
-    """The `marts.account_health` rows of one day.
+    """The `marts.account_health` rows of one day, without dormant accounts (never scored).
 
     Raises:
         ValueError: the mart has no rows for that day.
@@ -71,6 +71,8 @@ def load_scoring_frame(con, as_of_date: dt.date) -> pd.DataFrame:
             f"marts.account_health has no rows for {as_of_date}: build the marts for that day "
             "or choose another as_of_date."
         )
+    if "is_dormant" in frame.columns:
+        frame = frame[~frame["is_dormant"].fillna(False).astype(bool)].reset_index(drop=True)
     return frame
 
 

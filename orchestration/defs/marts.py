@@ -56,6 +56,7 @@ MARTS = (
     "ml_features",
     "feature_adoption",
     "data_freshness",
+    "account_dormancy",
 )
 
 

@@ -252,6 +252,11 @@ def account_scores(
             frame = load_scoring_frame(con, as_of)
         except ValueError as exc:
             raise dg.Failure(str(exc)) from exc
+    if frame.empty:
+        context.log.info(f"Every account is dormant on {as_of}: nothing to score.")
+        return dg.MaterializeResult(
+            metadata={"as_of_date": as_of.isoformat(), "rows": 0, "dormant_only": True}
+        )
     scored, missing = [], []
     for model_name, registered_name in REGISTERED_NAMES.items():
         champion = registry.load_champion(mlflow.tracking_uri, registered_name, missing_ok=True)

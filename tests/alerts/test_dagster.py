@@ -45,7 +45,7 @@ def test_alerts_asset_materializes_with_metadata_and_passing_check(wh, ea_env):
     assert meta["open_by_severity"].value == {"high": 2}
     assert meta["seconds"].value > 0
     (check,) = result.get_asset_check_evaluations()
-    assert check.passed and check.metadata["enabled"].value == 7
+    assert check.passed and check.metadata["enabled"].value == 8
 
 
 def test_broken_rules_file_fails_the_run_with_the_problem(wh, ea_env, tmp_path):

@@ -89,6 +89,11 @@ def build_world(db: Path) -> None:
         "create view staging.stg_raw__outcomes as "
         "select account_id, outcome, effective_date, arr_delta, landing_date from raw.outcomes"
     )
+    # Dormancy episodes (marts stage); none here: dormancy is unit-tested in dbt.
+    con.execute(
+        "create table marts.account_dormancy (account_id string, inactive_since_date date, "
+        "is_current boolean)"
+    )
     con.execute(
         """insert into raw.outcomes values
         ('A1', 'churned', '2025-04-10', -50000, '2025-04-10'),

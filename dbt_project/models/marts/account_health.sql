@@ -362,6 +362,15 @@ final as (
 )
 
 select
-    *,
-    {{ health_tier('health_score', settings) }} as health_tier
+    final.*,
+    {{ health_tier('final.health_score', settings) }} as health_tier,
+    -- dormant (silent for var dormant_after_days days): not scored, not alerted
+    dormancy.account_id is not null as is_dormant,
+    dormancy.dormant_since_date,
+    {{ days_between('dormancy.dormant_since_date', 'final.as_of_date') }} as days_dormant
 from final
+left join {{ ref('account_dormancy') }} as dormancy
+    on
+        final.account_id = dormancy.account_id
+        and final.as_of_date >= dormancy.dormant_since_date
+        and (dormancy.returned_on_date is null or final.as_of_date < dormancy.returned_on_date)

@@ -24,6 +24,17 @@ first_versions as (
 
 ),
 
+dormancy as (
+
+    -- the current dormancy episode, if the account is dormant on the as-of date
+    select
+        account_id,
+        dormant_since_date
+    from {{ ref('account_dormancy') }}
+    where is_current
+
+),
+
 churns as (
 
     select
@@ -57,12 +68,16 @@ final as (
         first_versions.first_seen_date,
         history.valid_from as attributes_valid_from,
         churns.churned_date,
-        churns.churned_date is not null as is_churned
+        churns.churned_date is not null as is_churned,
+        case when churns.churned_date is null then dormancy.dormant_since_date end as dormant_since_date,
+        dormancy.account_id is not null and churns.churned_date is null as is_dormant
     from history
     inner join first_versions
         on history.account_id = first_versions.account_id
     left join churns
         on history.account_id = churns.account_id
+    left join dormancy
+        on history.account_id = dormancy.account_id
     where history.is_current
 
 )

@@ -9,6 +9,7 @@ for the outbox and maps each documented error answer to retry or dead letter.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +29,9 @@ SLACK_FIELD_CHARS = 2000
 # Teams: an incoming webhook message is at most 28 KB.
 TEAMS_MAX_BYTES = 28 * 1024
 ADAPTIVE_CARD_VERSION = "1.4"
+# A 429 whose Retry-After is at most this is waited for in the send itself (a few times).
+INLINE_WAIT_SECONDS = 2.0
+INLINE_RETRIES = 3
 
 
 @dataclass(frozen=True)
@@ -200,7 +204,14 @@ class WebhookSender:
         body = row.payload["body"]
         client = self.client or httpx.Client(timeout=self.config.timeout_seconds)
         try:
-            response = client.post(url, json=body)
+            for _ in range(INLINE_RETRIES + 1):
+                response = client.post(url, json=body)
+                wait = _retry_after(response.headers.get("Retry-After"))
+                # A short Retry-After on 429 (a burst of critical alerts): wait it out here,
+                # rather than put the message back in the queue for a minute.
+                if response.status_code != 429 or wait is None or wait > INLINE_WAIT_SECONDS:
+                    break
+                time.sleep(wait)
         except httpx.TransportError as exc:
             raise DeliveryError(f"{channel} webhook unreachable ({type(exc).__name__})") from None
         finally:

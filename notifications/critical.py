@@ -28,6 +28,7 @@ from notifications.outbox import (
     deliver_due,
     enqueue,
 )
+from notifications.schema import ensure_schema
 
 CRITICAL_RETRY = RetryPolicy(base_seconds=60.0, cap_seconds=3600.0, max_age_seconds=24 * 3600.0)
 # Outbox statuses that count as "told" (sent) or "still trying" (in flight).
@@ -140,7 +141,8 @@ def failover_deliveries(
     config: ContentConfig | None = None,
 ) -> list[Delivery]:
     """For every critical message that failed or is dead (and is not itself a failover):
-    the second channel and the data team, at once, once per failed message.
+    the second channel and the data team, at once: once when it first fails, once more if it
+    is dead (24 hours without success, or refused for good).
     """
     config = config or ContentConfig()
     people = config.people
@@ -153,7 +155,8 @@ def failover_deliveries(
           and json_extract_string(o.payload_json, '$.retry') = 'critical'
           and coalesce(json_extract_string(o.payload_json, '$.kind'), '') != 'failover'
           and not exists (select 1 from ops.outbox f
-                          where f.idempotency_key like 'failover:' || o.delivery_id || ':%')
+                          where f.idempotency_key
+                                like 'failover:' || o.delivery_id || ':' || o.status || ':%')
         order by o.created_at, o.delivery_id
         """
     ).fetchall()
@@ -176,7 +179,7 @@ def failover_deliveries(
         for ch, audience in dict.fromkeys(targets):
             out.append(
                 Delivery(
-                    idempotency_key=f"failover:{delivery_id}:{ch}:{audience}",
+                    idempotency_key=f"failover:{delivery_id}:{status}:{ch}:{audience}",
                     channel=ch,
                     recipient=f"{ch}:{audience}",
                     payload={**base, "body": render(ch, msg)},
@@ -190,7 +193,7 @@ def failover_deliveries(
             text = "\n\n".join(lines)
             out.append(
                 Delivery(
-                    idempotency_key=f"failover:{delivery_id}:email:data_team",
+                    idempotency_key=f"failover:{delivery_id}:{status}:email:data_team",
                     channel="email",
                     recipient=data_team,
                     payload={**base, "to": [data_team], "cc": [], "subject": msg.title,
@@ -246,6 +249,7 @@ def critical_coverage(con, as_of: dt.date, people: People | None = None) -> Cove
     critical alerts into). Dead messages do not count.
     """
     people = people or People()
+    ensure_schema(con)
     rows = con.execute(
         """
         with crit as (

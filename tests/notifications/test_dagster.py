@@ -75,9 +75,7 @@ def _writer_holding(db):
         proc.wait(timeout=30)
 
 
-def test_critical_sensor_requests_a_run_then_daily_digest(
-    ea_env, capture, monkeypatch, tmp_path
-):
+def test_critical_sensor_requests_a_run_then_daily_digest(ea_env, capture, monkeypatch, tmp_path):
     con = duckdb.connect(str(ea_env["DUCKDB_DATABASE"]))
     load_sample(con, DAY)
     con.close()

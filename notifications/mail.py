@@ -20,18 +20,36 @@ class SmtpConfig:
 
     host: str = "127.0.0.1"
     port: int = 8025
-    security: str = "plain"
+    # "" = the default: starttls when a user logs in (SMTP_USER set), else plain.
+    security: str = ""
     user: str = ""
     password: str = ""
     mail_from: str = "Engagement Alerts <alerts@engagement-alerts.local>"
     timeout_seconds: float = 10.0
     ca_file: str = ""  # extra CA bundle, for a relay with a private certificate
+    # Logging in over an unencrypted connection to a host other than this machine sends the
+    # password in the clear: refused unless this is set (SMTP_ALLOW_PLAIN_LOGIN=true).
+    allow_plain_login: bool = False
 
     def __post_init__(self):
+        if not self.security:
+            object.__setattr__(self, "security", "starttls" if self.user else "plain")
         if self.security not in SECURITY_MODES:
             raise ValueError(
                 f"SMTP security {self.security!r} is not one of {SECURITY_MODES} "
                 "(set SMTP_SECURITY)."
+            )
+        if (
+            self.user
+            and self.security == "plain"
+            and not is_loopback(self.host)
+            and not self.allow_plain_login
+        ):
+            raise ValueError(
+                f"refusing to log in as {self.user!r} to {self.host}:{self.port} over an "
+                "unencrypted connection (the password would travel in the clear): set "
+                "SMTP_SECURITY=starttls or ssl, or SMTP_ALLOW_PLAIN_LOGIN=true if this relay "
+                "is on a network you trust"
             )
 
     def __repr__(self) -> str:  # keep the password out of logs and tracebacks
@@ -39,6 +57,18 @@ class SmtpConfig:
             f"SmtpConfig(host={self.host!r}, port={self.port}, security={self.security!r}, "
             f"user={self.user!r}, password={'***' if self.password else ''!r})"
         )
+
+
+def is_loopback(host: str) -> bool:
+    """True for this machine (localhost, 127.0.0.0/8, ::1): no network between us."""
+    import ipaddress
+
+    if host.strip().lower() in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def message_id_for(row: OutboxRow, mail_from: str) -> str:

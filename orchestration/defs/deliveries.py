@@ -53,23 +53,26 @@ NETWORK_RETRY = dg.RetryPolicy(
 
 class SmtpResource(dg.ConfigurableResource):
     """SMTP relay settings (SMTP_HOST, SMTP_PORT, SMTP_SECURITY, SMTP_USER, SMTP_PASSWORD,
-    EA_MAIL_FROM). Defaults point at the demo's local capture server.
+    SMTP_ALLOW_PLAIN_LOGIN, EA_MAIL_FROM). Defaults point at the demo's local capture server;
+    with SMTP_USER set the default security is STARTTLS.
     """
 
     host: str = "127.0.0.1"
     port: int = 8025
-    security: str = "plain"
+    security: str = ""  # "" = starttls when `user` is set, else plain
     user: str = ""
     password: str = ""
     mail_from: str = "Engagement Alerts <alerts@engagement-alerts.local>"
     timeout_seconds: float = 10.0
     ca_file: str = ""
+    allow_plain_login: str = "false"  # SMTP_ALLOW_PLAIN_LOGIN
 
     def settings(self) -> SmtpConfig:
         return SmtpConfig(
             host=self.host,
             port=int(self.port),
             security=self.security,
+            allow_plain_login=str(self.allow_plain_login).lower() in ("1", "true", "yes"),
             user=self.user,
             password=self.password,
             mail_from=self.mail_from,
@@ -161,7 +164,8 @@ def deliveries_resources() -> dict[str, dg.ConfigurableResource]:
         "smtp": SmtpResource(
             host=_env("SMTP_HOST", "127.0.0.1"),
             port=_env("SMTP_PORT", 8025),
-            security=_env("SMTP_SECURITY", "plain"),
+            security=_env("SMTP_SECURITY", ""),
+            allow_plain_login=_env("SMTP_ALLOW_PLAIN_LOGIN", "false"),
             user=_env("SMTP_USER", ""),
             password=_env("SMTP_PASSWORD", ""),
             mail_from=_env("EA_MAIL_FROM", "Engagement Alerts <alerts@engagement-alerts.local>"),

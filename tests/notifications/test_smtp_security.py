@@ -88,3 +88,33 @@ def test_tls_and_login(con, content, tmp_path, certificate, security):
         assert len(relay.messages()) == 2
     assert outbox_counts(con)["sent"] == 2
     assert "s3cret-pw" not in repr(right.config)
+
+
+def test_login_defaults_to_starttls_and_never_goes_out_in_the_clear():
+    assert SmtpConfig(host="smtp.example.com", user="mailer").security == "starttls"
+    assert SmtpConfig().security == "plain"  # no login: the demo's local capture server
+    with pytest.raises(ValueError, match="SMTP_SECURITY=starttls or ssl"):
+        SmtpConfig(host="smtp.example.com", user="mailer", security="plain")
+    with pytest.raises(ValueError, match="SMTP_ALLOW_PLAIN_LOGIN"):
+        SmtpConfig(host="10.1.2.3", user="mailer", security="plain")
+    # This machine, or an explicit opt-in for a trusted network, may log in without TLS.
+    for host in ("127.0.0.1", "localhost", "::1", "127.0.0.9"):
+        assert SmtpConfig(host=host, user="mailer", security="plain").security == "plain"
+    allowed = SmtpConfig(
+        host="relay.internal", user="mailer", security="plain", allow_plain_login=True
+    )
+    assert allowed.security == "plain"
+
+
+def test_the_dagster_resource_reads_the_same_rules_from_the_environment(monkeypatch):
+    from orchestration.defs.deliveries import deliveries_resources
+
+    monkeypatch.setenv("SMTP_HOST", "smtp.example.com")
+    monkeypatch.setenv("SMTP_USER", "mailer")
+    monkeypatch.delenv("SMTP_SECURITY", raising=False)
+    monkeypatch.delenv("SMTP_ALLOW_PLAIN_LOGIN", raising=False)
+    settings = deliveries_resources()["smtp"].process_config_and_initialize().settings()
+    assert settings.security == "starttls"
+    monkeypatch.setenv("SMTP_SECURITY", "plain")
+    with pytest.raises(ValueError, match="unencrypted"):
+        deliveries_resources()["smtp"].process_config_and_initialize().settings()

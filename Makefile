@@ -19,7 +19,7 @@ export DUCKDB_DATABASE ?= $(EA_DATA_DIR)/warehouse.duckdb
 export MLFLOW_TRACKING_URI ?= sqlite:///$(EA_DATA_DIR)/mlflow.db
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install install-spark demo test test-fast lint ui mlflow-ui bench clean
+.PHONY: install install-spark demo test test-fast lint ui inbox mlflow-ui bench clean browser
 
 $(STAMP): pyproject.toml requirements.lock
 	@command -v $(PY) >/dev/null || { echo "Python 3.11 is needed: set PY=/path/to/python3.11"; exit 1; }
@@ -55,8 +55,23 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/sqlfluff lint dbt_project/models
 
+# The Dagster UI (port 3000) and the alert inbox (EA_PUBLIC_URL, default port 3001) together, and,
+# while mail goes to the local default relay, the capture server (the inbox's sign-in emails land in
+# data/mail/). Stopping `make ui` stops them all.
 ui: $(STAMP)
+	@pids=""; \
+	if [ "$${SMTP_HOST:-127.0.0.1}" = 127.0.0.1 ]; then \
+	  $(BIN)/python -m notifications.capture --port $${SMTP_PORT:-8025} --dir $(EA_DATA_DIR)/mail & pids="$$!"; fi; \
+	$(BIN)/python -m inbox.cli serve & pids="$$pids $$!"; \
+	trap 'kill $$pids 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/dagster dev -w workspace.yaml -p 3000
+
+inbox: $(STAMP)
+	$(BIN)/python -m inbox.cli serve
+
+# Debian's chromium + chromedriver (browser tests) and fonts-inter (the inbox's font), when missing.
+browser:
+	@bash tests/browser/install.sh
 
 mlflow-ui: $(STAMP)
 	$(BIN)/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) -p 5000

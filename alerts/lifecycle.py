@@ -83,8 +83,12 @@ def transition(
     reason: str | None = None,
     at: dt.datetime | None = None,
     feedback: str | None = None,
+    details: dict | None = None,
 ) -> dict:
     """Move an alert to `to_status` (acknowledged | resolved | expired) and audit the change.
+
+    `details` go into the audit event's details_json, e.g. {"channel": "email"} for an action
+    taken from a signed link in an email, {"channel": "inbox"} from the alert inbox.
 
     `feedback` (resolving only; one of FEEDBACK) records whether the alert helped; the outcome
     marts use it for precision (a save counts as a true positive) and fatigue (not useful).
@@ -138,8 +142,8 @@ def transition(
         """,
         [to_status, to_status, at, to_status, at, to_status, reason, feedback, at, alert_id],
     )
-    details = {"feedback": feedback} if feedback else None
-    audit(con, alert_id, to_status, current, to_status, actor, reason, at, details)
+    extra = {**(details or {}), **({"feedback": feedback} if feedback else {})}
+    audit(con, alert_id, to_status, current, to_status, actor, reason, at, extra or None)
     return {"alert_id": alert_id, "from_status": current, "to_status": to_status, "changed": True}
 
 
@@ -150,8 +154,11 @@ def snooze(
     actor: str,
     reason: str | None = None,
     at: dt.datetime | None = None,
+    details: dict | None = None,
 ) -> str:
-    """Hide an open alert and suppress new ones for its rule and account until `until`."""
+    """Hide an open alert and suppress new ones for its rule and account until `until`
+    (`details`: extra audit details, as for `transition`).
+    """
     ensure_schema(con)
     at = _as_naive_utc(at)
     row = con.execute(
@@ -176,7 +183,15 @@ def snooze(
         [until, at, alert_id],
     )
     audit(
-        con, alert_id, "snoozed", status, status, actor, reason, at, {"snoozed_until": str(until)}
+        con,
+        alert_id,
+        "snoozed",
+        status,
+        status,
+        actor,
+        reason,
+        at,
+        {**(details or {}), "snoozed_until": str(until)},
     )
     return sid
 

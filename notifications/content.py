@@ -278,7 +278,6 @@ def card(
     config: ContentConfig | None = None,
     recipient: str = "",
     metrics: dict[str, Any] | None = None,
-    now: dt.datetime | None = None,
 ) -> dict[str, Any]:
     """Everything a person reads about one alert, already scrubbed of opted-out users.
 
@@ -354,7 +353,8 @@ def card(
         "first_raised_on": str(alert.get("first_raised_on") or ""),
         "actions": actions,
         "task_links": tasks,
-        "one_click": one_click(alert["alert_id"], recipient, config.links, now),
+        # Links expire from when the email is built (wall clock), not from its as-of day.
+        "one_click": one_click(alert["alert_id"], recipient, config.links),
         "invite": alert.get("recommended_action") in MEETING_ACTIONS,
         "champion": champion,
     }

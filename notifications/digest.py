@@ -221,7 +221,6 @@ def build_digests(
                 config=config,
                 recipient=recipient,
                 metrics=metrics.get(a["account_id"]),
-                now=now,
             )
 
         cards = [make(a) for a in in_cards]
@@ -336,7 +335,6 @@ def build_critical_alerts(
             config=config,
             recipient=to,
             metrics=metrics.get(a["account_id"]),
-            now=now,
         )
         subject = f"Critical: {c['account_name']} - {c['alert_type']}"
         context = {
@@ -425,7 +423,6 @@ def build_escalations(
             config=config,
             recipient=to,
             metrics=metrics.get(a["account_id"]),
-            now=now,
         )
         subject = (
             f"Reminder: {c['account_name']} - {c['alert_type']} still not acknowledged"

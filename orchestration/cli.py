@@ -37,6 +37,11 @@ COMMANDS: dict[str, Command] = {
         "validate rules, list / ack / snooze / resolve alerts, backtest",
         "ea alerts list --as alice@example.com",
     ),
+    "inbox": Command(
+        "inbox.cli:main",
+        "the alert inbox web app (serve), or publish its snapshot / apply its actions",
+        "ea inbox serve --port 3001",
+    ),
     "sql": Command(
         "warehouse.sql:main",
         "query the warehouse (read-only)",

@@ -29,6 +29,53 @@ class PathsResource(dg.ConfigurableResource):
         return Path(self.config_dir)
 
 
+class InboxResource(dg.ConfigurableResource):
+    """The alert inbox as the pipeline sees it: the URL emails link to (EA_PUBLIC_URL), the
+    secret that signs action links (EA_SECRET_KEY; generated into the data folder when unset),
+    how long links work, where the inbox keeps its actions and reads its snapshot.
+    """
+
+    public_url: str = "http://127.0.0.1:3001"
+    secret_key: str = ""
+    link_days: int = 14
+    store_path: str = ""
+    snapshot_path: str = ""
+
+    def links(self, data_dir: Path):
+        from notifications.links import ActionLinks, load_or_create_secret
+
+        return ActionLinks(
+            public_url=self.public_url.rstrip("/"),
+            secret=load_or_create_secret(self.secret_key, data_dir),
+            days=int(self.link_days),
+        )
+
+    def store(self, data_dir: Path) -> Path:
+        return Path(self.store_path) if self.store_path else Path(data_dir) / "inbox.sqlite"
+
+    def snapshot(self, data_dir: Path) -> Path:
+        if self.snapshot_path:
+            return Path(self.snapshot_path)
+        return Path(data_dir) / "app_snapshot.duckdb"
+
+
+def _env_or(name: str, default: object) -> object:
+    """dg.EnvVar when the variable is set (resolved at run time, shown by name), else default."""
+    if name not in os.environ:
+        return default
+    return dg.EnvVar.int(name) if isinstance(default, int) else dg.EnvVar(name)
+
+
+def inbox_resource() -> InboxResource:
+    return InboxResource(
+        public_url=_env_or("EA_PUBLIC_URL", "http://127.0.0.1:3001"),
+        secret_key=_env_or("EA_SECRET_KEY", ""),
+        link_days=_env_or("EA_LINK_DAYS", 14),
+        store_path=_env_or("EA_INBOX_DB", ""),
+        snapshot_path=_env_or("EA_APP_SNAPSHOT", ""),
+    )
+
+
 # DuckDB's buffer pool, for Dagster's connections and dbt's alike: beyond it, joins, sorts and
 # windows spill to `<warehouse>.tmp/`, so a run's memory stays bounded as the data grows.
 DEFAULT_MEMORY_LIMIT = "2GB"

@@ -301,3 +301,95 @@ def load_sample(con, day: dt.date) -> None:
         f"insert into alerts.alerts ({', '.join(cols)}) values ({', '.join('?' for _ in cols)})",
         [[r[c] for c in cols] for r in rows],
     )
+
+
+def load_sample_health(con, day: dt.date) -> None:
+    """A small marts.account_health for the sample accounts on `day` and 28 days before (the
+    metrics the inbox shows beside an alert). Initech's earlier documents figure is unknown.
+    """
+    con.execute("create schema if not exists marts")
+    con.execute(
+        """
+        create or replace table marts.account_health (
+            account_id varchar, as_of_date date, logins_28d integer, logins_prev_28d integer,
+            logins_trend_28d double, active_users_28d integer, active_users_prev_28d integer,
+            session_minutes_28d double, session_minutes_prev_28d double,
+            docs_viewed_28d integer, docs_viewed_prev_28d integer,
+            feature_breadth_28d integer, feature_breadth_prev_28d integer,
+            health_score double, health_tier varchar, seat_utilisation double,
+            days_to_renewal integer, days_since_admin_activity integer)
+        """
+    )
+    # account, logins (28d, before, trend), users, minutes, docs, breadth, health, tier, seats,
+    # days to renewal, days since admin activity
+    rows = [
+        (
+            "a_001",
+            54,
+            100,
+            -0.46,
+            9,
+            14,
+            610.0,
+            1240.0,
+            40,
+            75,
+            3,
+            5,
+            41.0,
+            "at_risk",
+            0.18,
+            120,
+            31,
+        ),
+        ("a_002", 80, 96, -0.17, 12, 13, 900.0, 980.0, 66, 70, 2, 4, 58.0, "watch", 0.24, 200, 4),
+        ("a_003", 40, 38, 0.05, 6, 6, 300.0, 310.0, 20, None, 4, 4, 38.0, "at_risk", 0.12, 45, 14),
+        (
+            "a_004",
+            300,
+            246,
+            0.22,
+            48,
+            39,
+            4000.0,
+            3500.0,
+            200,
+            160,
+            8,
+            7,
+            88.0,
+            "healthy",
+            0.97,
+            300,
+            1,
+        ),
+        ("a_005", 30, 90, -0.67, 4, 11, 200.0, 800.0, 10, 60, 1, 3, 22.0, "critical", 0.08, 80, 40),
+    ]
+    for r in rows:
+        earlier = (
+            r[0],
+            day - dt.timedelta(days=28),
+            *r[2:3],
+            None,
+            None,
+            *r[5:6],
+            None,
+            *r[7:8],
+            None,
+            *r[9:10],
+            None,
+            *r[11:12],
+            None,
+            r[12] + 9,
+            r[13],
+            r[14],
+            r[15] + 28,
+            max(0, r[16] - 28),
+        )
+        con.execute(
+            "insert into marts.account_health values (" + ", ".join("?" * 18) + ")",
+            [r[0], day, *r[1:]],
+        )
+        con.execute(
+            "insert into marts.account_health values (" + ", ".join("?" * 18) + ")", list(earlier)
+        )

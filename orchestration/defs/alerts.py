@@ -28,6 +28,8 @@ INPUTS = [
     dg.AssetKey(["marts", "data_freshness"]),
     dg.AssetKey(["ml", "account_scores"]),
     dg.AssetKey(["ml", "anomalies"]),
+    # People's acknowledgements and snoozes reach the warehouse before the day is evaluated.
+    dg.AssetKey(["alerts", "inbox_actions"]),
 ]
 
 

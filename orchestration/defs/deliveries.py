@@ -34,7 +34,7 @@ from notifications.reasons import glossary_at
 from notifications.schema import ensure_schema
 from notifications.tasks import TaskPolicy, build_crm_tasks, sync_task_status
 from orchestration.asof import AsOfConfig, resolve_as_of
-from orchestration.resources import PathsResource
+from orchestration.resources import InboxResource, PathsResource, inbox_resource
 from orchestration.sensing import publish_state, request_when_due
 
 OUTBOX = dg.AssetKey(["ops", "outbox"])
@@ -186,6 +186,8 @@ def deliveries_resources() -> dict[str, dg.ConfigurableResource]:
             webhook_url=_env("WEBHOOK_URL", ""),
             webhook_secret=_env("WEBHOOK_SECRET", ""),
         ),
+        # The alert inbox the emails link to (EA_PUBLIC_URL); the inbox stage uses it too.
+        "inbox": inbox_resource(),
     }
 
 
@@ -212,11 +214,15 @@ def _templates(paths: PathsResource) -> Path:
     return paths.config / "templates" / "email"
 
 
-def _content(paths: PathsResource) -> ContentConfig:
-    """Routing and the glossary (config/glossary.yml: the words every message uses)."""
+def _content(paths: PathsResource, inbox: InboxResource | None = None) -> ContentConfig:
+    """Routing, the glossary (config/glossary.yml: the words every message uses) and, with the
+    inbox, its signed one-click action links (EA_PUBLIC_URL).
+    """
     glossary = paths.config / "glossary.yml"
     return ContentConfig(
-        routing=_routing(paths), glossary=glossary_at(glossary) if glossary.exists() else None
+        routing=_routing(paths),
+        glossary=glossary_at(glossary) if glossary.exists() else None,
+        links=inbox.links(paths.data) if inbox is not None else None,
     )
 
 
@@ -268,6 +274,7 @@ def critical_alerts(
     paths: PathsResource,
     smtp: SmtpResource,
     chat: ChatResource,
+    inbox: InboxResource,
 ) -> dg.MaterializeResult:
     started = time.perf_counter()
     now = utcnow()
@@ -277,7 +284,7 @@ def critical_alerts(
     run = run_critical(
         duckdb.get_connection,
         _templates(paths),
-        _content(paths),
+        _content(paths, inbox),
         _second_channel(paths),
         _critical_senders(smtp, chat),
         now,
@@ -308,12 +315,17 @@ def crm_tasks(
     duckdb: DuckDBResource,
     paths: PathsResource,
     crm: CrmResource,
+    inbox: InboxResource,
 ) -> dg.MaterializeResult:
     now = utcnow()
     with duckdb.get_connection() as con:
         ensure_schema(con)
         tasks = build_crm_tasks(
-            con, TaskPolicy.from_routing(_routing(paths)), now, _content(paths).glossary
+            con,
+            TaskPolicy.from_routing(_routing(paths)),
+            now,
+            _content(paths).glossary,
+            inbox_url=inbox.public_url,
         )
         new = enqueue(con, tasks, now)
     report = deliver_due(
@@ -350,6 +362,7 @@ def digests(
     duckdb: DuckDBResource,
     paths: PathsResource,
     smtp: SmtpResource,
+    inbox: InboxResource,
 ) -> dg.MaterializeResult:
     now = utcnow()
     with duckdb.get_connection() as con:
@@ -359,7 +372,7 @@ def digests(
             con,
             as_of,
             _templates(paths),
-            _content(paths),
+            _content(paths, inbox),
             now=dt.datetime.combine(as_of, dt.time(7)),
         )
     new, report = send_emails_now(duckdb.get_connection, built, smtp.sender(), now)

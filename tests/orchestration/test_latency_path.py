@@ -39,7 +39,9 @@ def test_the_landing_sensor_launches_one_run_that_ingests_and_alerts(ea_env):
     assert defs.resolve_schedule_def("ingest_daily").job_name == LANDING_DAY_JOB
     assert defs.resolve_job_def(LANDING_DAY_JOB).partitions_def == landing_days
     steps = _plan(LANDING_DAY_JOB)
-    assert steps[0] == "raw_landing"
+    # Applying people's inbox actions has no upstream (it only has to precede the alerts).
+    assert [s for s in steps if s != "alerts__inbox_actions"][0] == "raw_landing"
+    assert steps.index("alerts__inbox_actions") < steps.index("alerts__alerts")
     critical = steps.index("ops__critical_alerts")
     # The critical email goes out right after the alerts (and their blocking rules check),
     # before the digests, CRM tasks and the KPI dbt build.
@@ -121,6 +123,7 @@ def test_critical_email_step_sends_once_and_leaves_the_sensor_nothing(ea_env, ca
     resources = {
         "smtp": deliveries.SmtpResource(port=capture.port),
         "chat": deliveries.ChatResource(),
+        "inbox": deliveries.inbox_resource(),
         "duckdb": DuckDBResource(database=str(ea_env["DUCKDB_DATABASE"])),
         "paths": PathsResource(
             data_dir=str(ea_env["EA_DATA_DIR"]),

@@ -278,12 +278,15 @@ def card(
     config: ContentConfig | None = None,
     recipient: str = "",
     metrics: dict[str, Any] | None = None,
+    now: dt.datetime | None = None,
 ) -> dict[str, Any]:
     """Everything a person reads about one alert, already scrubbed of opted-out users.
 
     `reasons` are plain sentences; `rule_expression` (the stored explanation with the rule's
-    syntax) is for the data team's views only, never for an email.
+    syntax) is for the data team's views only, never for an email. `now` (the message's as-of
+    time) does not date the action links: they expire counted from the wall clock.
     """
+    del now
     config = config or ContentConfig()
     words = config.words
     severity = alert.get("severity") or "low"

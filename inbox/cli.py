@@ -50,12 +50,15 @@ def settings_from_env():
         smtp=SmtpConfig(
             host=os.environ.get("SMTP_HOST") or "127.0.0.1",
             port=int(os.environ.get("SMTP_PORT") or 8025),
-            security=os.environ.get("SMTP_SECURITY") or "plain",
+            # "" = STARTTLS when a user is set (as for the digests), else plain
+            security=os.environ.get("SMTP_SECURITY") or "",
             user=os.environ.get("SMTP_USER") or "",
             password=os.environ.get("SMTP_PASSWORD") or "",
             mail_from=os.environ.get("EA_MAIL_FROM")
             or "Engagement Alerts <alerts@engagement-alerts.local>",
             ca_file=os.environ.get("SMTP_CA_FILE") or "",
+            allow_plain_login=(os.environ.get("SMTP_ALLOW_PLAIN_LOGIN") or "false").lower()
+            in ("1", "true", "yes"),
         ),
     )
 

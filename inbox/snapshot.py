@@ -11,8 +11,6 @@ new one. This file holds people's emails: it is the app's, not an analyst surfac
 from __future__ import annotations
 
 import datetime as dt
-import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ import pandas as pd
 
 from alerts.recipients import People, account_scopes, alert_audience
 from notifications.content import crm_links, user_privacy
+from warehouse.publish import publish_snapshot
 
 SNAPSHOT_VERSION = 1
 # Closed alerts stay in the inbox this long (the "recently closed" view and the action pages).
@@ -49,44 +48,18 @@ def _exists(con, schema: str, table: str) -> bool:
     )
 
 
-def _frame(con, name: str, frame: pd.DataFrame) -> None:
-    view = f"_ea_snap_{name}"
-    con.register(view, frame)
-    try:
-        con.execute(f"create table snap.{name} as select * from {view}")
-    finally:
-        con.unregister(view)
-
-
 def publish_app_snapshot(
     con, path: str | Path, people: People, now: dt.datetime | None = None
 ) -> dict[str, Any]:
-    """Write the inbox snapshot from the warehouse connection `con` to `path`, atomically.
+    """Write the inbox snapshot from the warehouse connection `con` to `path`, atomically
+    (warehouse.publish: a new file renamed into place, one consistent state of the warehouse).
 
     Returns counts for the run's metadata. Raises RuntimeError naming the missing table when
     the alerts have not been built yet.
     """
     now = now or dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    started = time.perf_counter()
     if not _exists(con, "alerts", "alerts"):
         raise RuntimeError("alerts.alerts does not exist yet: materialize alerts/alerts first")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    for leftover in (tmp, Path(str(tmp) + ".wal")):
-        leftover.unlink(missing_ok=True)
-    con.execute("attach '" + tmp.as_posix().replace("'", "''") + "' as snap")
-    try:
-        counts = _fill(con, people, now)
-    finally:
-        con.execute("detach snap")
-    os.replace(tmp, path)
-    counts["seconds"] = round(time.perf_counter() - started, 3)
-    counts["bytes"] = path.stat().st_size
-    return counts
-
-
-def _fill(con, people: People, now: dt.datetime) -> dict[str, Any]:
     has_dim = _exists(con, "marts", "dim_accounts")
     dim = (
         "left join (select account_id, any_value(csm_email) as csm_email, "
@@ -96,9 +69,8 @@ def _fill(con, people: People, now: dt.datetime) -> dict[str, Any]:
         else "left join (select null::varchar as account_id, null::varchar as csm_email, "
         "null::varchar as manager_email, null::varchar as csm_name) d using (account_id)"
     )
-    con.execute(
-        f"""
-        create table snap.alerts as
+    since = (now - dt.timedelta(days=KEEP_CLOSED_DAYS)).isoformat(sep=" ")
+    kept_sql = f"""
         select a.* exclude (account_name),
                coalesce(a.account_name,
                         case when a.account_id = '*' then 'All accounts (data)'
@@ -107,17 +79,10 @@ def _fill(con, people: People, now: dt.datetime) -> dict[str, Any]:
         from alerts.alerts a {dim}
         where not coalesce(a.is_holdout, false)
           and (a.status in ('open', 'acknowledged')
-               or coalesce(a.resolved_at, a.updated_at) >= $since)
-        """,
-        {"since": now - dt.timedelta(days=KEEP_CLOSED_DAYS)},
-    )
-    kept = {r[0] for r in con.execute("select alert_id from snap.alerts").fetchall()}
+               or coalesce(a.resolved_at, a.updated_at) >= timestamp '{since}')
+    """
+    kept = {r[0] for r in con.execute(f"select alert_id from ({kept_sql})").fetchall()}
     audience = [(r, role, a) for r, role, a in alert_audience(con, people) if a in kept and r]
-    _frame(
-        con,
-        "audience",
-        pd.DataFrame(audience, columns=["recipient", "role", "alert_id"]).astype(str),
-    )
     # Everyone who may sign in: a book, a team, a stand-in duty, or an alert routed to them.
     roles: dict[str, str] = {}
     rank = {"csm": 1, "manager": 2, "admin": 3}
@@ -127,67 +92,63 @@ def _fill(con, people: People, now: dt.datetime) -> dict[str, Any]:
             roles[email] = role
     for admin in people.admins:
         roles[admin] = "admin"
-    _frame(
-        con,
-        "people",
-        pd.DataFrame(sorted(roles.items()), columns=["email", "role"]).astype(str),
-    )
+    champions, hidden = user_privacy(con)
+    as_of = con.execute(f"select max(last_seen_on) from ({kept_sql})").fetchall()[0][0]
+    frames = {
+        "audience": pd.DataFrame(audience, columns=["recipient", "role", "alert_id"]),
+        "people": pd.DataFrame(sorted(roles.items()), columns=["email", "role"]),
+        "hidden": pd.DataFrame({"token": sorted(hidden)}),
+        "champions": pd.DataFrame(sorted(champions.items()), columns=["account_id", "email"]),
+        "crm_links": pd.DataFrame(sorted(crm_links(con).items()), columns=["alert_id", "url"]),
+        "meta": pd.DataFrame(
+            {"published_at": [now], "as_of_date": [as_of], "version": [SNAPSHOT_VERSION]}
+        ),
+    }
+    views = {name: f"_ea_app_snapshot_{name}" for name in frames}
+    tables = {f"main.{name}": f"select * from {views[name]}" for name in frames}
+    tables["main.alerts"] = kept_sql
     if _exists(con, "marts", "account_health"):
-        con.execute(
-            """
-            create table snap.metrics as
+        tables["main.metrics"] = f"""
             with latest as (
                 select * from marts.account_health
-                where account_id in (select distinct account_id from snap.alerts)
+                where account_id in (select distinct account_id from ({kept_sql}))
                 qualify row_number() over (partition by account_id order by as_of_date desc) = 1
             )
             select l.*, p.health_score as health_score_prev_28d
             from latest l
             left join marts.account_health p
               on p.account_id = l.account_id and p.as_of_date = l.as_of_date - interval 28 day
-            """
-        )
+        """
     else:
-        con.execute("create table snap.metrics (account_id varchar, as_of_date date)")
+        tables["main.metrics"] = "select null::varchar as account_id, null::date as as_of_date"
     if _exists(con, "alerts", "audit_log"):
-        con.execute(
-            """
-            create table snap.audit as
+        tables["main.audit"] = f"""
             select alert_id, event, from_status, to_status, actor, reason, event_at, details_json
             from alerts.audit_log
-            where alert_id in (select alert_id from snap.alerts)
+            where alert_id in (select alert_id from ({kept_sql}))
             qualify row_number() over (partition by alert_id order by event_at desc) <= 50
-            """
-        )
+        """
     else:
-        con.execute(
-            "create table snap.audit (alert_id varchar, event varchar, from_status varchar, "
-            "to_status varchar, actor varchar, reason varchar, event_at timestamp, "
-            "details_json varchar)"
+        tables["main.audit"] = (
+            "select null::varchar as alert_id, null::varchar as event, "
+            "null::varchar as from_status, null::varchar as to_status, null::varchar as actor, "
+            "null::varchar as reason, null::timestamp as event_at, null::varchar as details_json "
+            "where false"
         )
-    champions, hidden = user_privacy(con)
-    _frame(con, "hidden", pd.DataFrame({"token": sorted(hidden)}, dtype=str))
-    _frame(
-        con,
-        "champions",
-        pd.DataFrame(sorted(champions.items()), columns=["account_id", "email"]).astype(str),
-    )
-    _frame(
-        con,
-        "crm_links",
-        pd.DataFrame(sorted(crm_links(con).items()), columns=["alert_id", "url"]).astype(str),
-    )
-    as_of = con.execute("select max(last_seen_on) from snap.alerts").fetchall()[0][0]
-    con.execute(
-        "create table snap.meta as select ?::timestamp as published_at, ?::date as as_of_date, "
-        "?::integer as version",
-        [now, as_of, SNAPSHOT_VERSION],
-    )
+    for name, frame in frames.items():
+        con.register(views[name], frame)
+    try:
+        result = publish_snapshot(con, path, tables)
+    finally:
+        for view in views.values():
+            con.unregister(view)
     return {
         "alerts": len(kept),
         "audience_rows": len(audience),
         "people": len(roles),
         "as_of_date": str(as_of) if as_of else None,
+        "seconds": round(result.seconds, 3),
+        "bytes": result.bytes,
     }
 
 

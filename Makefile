@@ -16,6 +16,7 @@ export EA_DATA_DIR ?= $(CURDIR)/data
 export EA_LANDING_DIR ?= $(EA_DATA_DIR)/landing
 export EA_CONFIG_DIR ?= $(CURDIR)/config
 export DUCKDB_DATABASE ?= $(EA_DATA_DIR)/warehouse.duckdb
+export EA_ANALYST_DATABASE ?= $(EA_DATA_DIR)/analyst.duckdb
 export MLFLOW_TRACKING_URI ?= sqlite:///$(EA_DATA_DIR)/mlflow.db
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 

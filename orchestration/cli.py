@@ -44,7 +44,7 @@ COMMANDS: dict[str, Command] = {
     ),
     "sql": Command(
         "warehouse.sql:main",
-        "query the warehouse (read-only)",
+        "SQL on the analyst database (masked, bounded); --full: the whole warehouse",
         'ea sql "select * from analytics.alerts limit 10"',
     ),
     "erase": Command(
@@ -70,6 +70,7 @@ _DEFAULTS = (
     ("EA_LANDING_DIR", "{EA_DATA_DIR}/landing"),
     ("EA_CONFIG_DIR", "{cwd}/config"),
     ("DUCKDB_DATABASE", "{EA_DATA_DIR}/warehouse.duckdb"),
+    ("EA_ANALYST_DATABASE", "{EA_DATA_DIR}/analyst.duckdb"),
     ("MLFLOW_TRACKING_URI", "sqlite:///{EA_DATA_DIR}/mlflow.db"),
     ("DAGSTER_HOME", "{cwd}/.dagster_home"),
     ("DBT_SEND_ANONYMOUS_USAGE_STATS", "false"),

@@ -3,8 +3,26 @@
 import dagster as dg
 
 from orchestration.defs import STAGES
+from orchestration.defs.alerts import BACKTEST
 from orchestration.defs.ingest import LANDING_DAY_JOB, landing_days
+from orchestration.publishing import analyst_db_asset
 from orchestration.resources import shared_resources
+
+
+def _last_assets(stage_defs) -> list[dg.AssetKey]:
+    """Assets nothing else depends on (the on-demand backtest aside): what every job ends with."""
+    keys, upstream = set(), set()
+    for d in stage_defs:
+        for assets_def in d.assets or []:
+            if isinstance(assets_def, dg.AssetsDefinition):
+                keys |= set(assets_def.keys)
+                upstream |= set(assets_def.dependency_keys)
+    return sorted(keys - upstream - {BACKTEST}, key=lambda k: k.to_user_string())
+
+
+# Published at the end of every run of the jobs below (it depends on every last asset), so the
+# analyst database shows the warehouse before or after a run, never half of one.
+analyst_db = analyst_db_asset(_last_assets([stage.defs for stage in STAGES]))
 
 _RAW = dg.AssetSelection.groups("raw")
 _TRAINING = dg.AssetSelection.assets(["ml", "churn_model"], ["ml", "expansion_model"])
@@ -57,6 +75,7 @@ def daily_after_ingest_sensor(context: dg.SensorEvaluationContext, asset_event):
 defs = dg.Definitions.merge(
     *(stage.defs for stage in STAGES),
     dg.Definitions(
+        assets=[analyst_db],
         resources=shared_resources(),
         executor=dg.in_process_executor,
         jobs=[daily_job, landing_day_job, full_pipeline_job],

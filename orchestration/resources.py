@@ -8,6 +8,8 @@ from pathlib import Path
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
+from warehouse.analyst import ANALYST_FILE
+
 
 class PathsResource(dg.ConfigurableResource):
     """Where the pipeline finds its files: landing folder, editable config, generated data."""
@@ -15,6 +17,8 @@ class PathsResource(dg.ConfigurableResource):
     data_dir: str
     landing_dir: str
     config_dir: str
+    # Where runs publish the analyst database; empty = analyst.duckdb in the data folder.
+    analyst_database: str = ""
 
     @property
     def data(self) -> Path:
@@ -27,6 +31,10 @@ class PathsResource(dg.ConfigurableResource):
     @property
     def config(self) -> Path:
         return Path(self.config_dir)
+
+    @property
+    def analyst(self) -> Path:
+        return Path(self.analyst_database) if self.analyst_database else self.data / ANALYST_FILE
 
 
 class InboxResource(dg.ConfigurableResource):
@@ -96,5 +104,9 @@ def shared_resources() -> dict[str, object]:
             data_dir=dg.EnvVar("EA_DATA_DIR"),
             landing_dir=dg.EnvVar("EA_LANDING_DIR"),
             config_dir=dg.EnvVar("EA_CONFIG_DIR"),
+            # Read when set (only its presence is checked here, when definitions load).
+            analyst_database=(
+                dg.EnvVar("EA_ANALYST_DATABASE") if os.environ.get("EA_ANALYST_DATABASE") else ""
+            ),
         ),
     }

@@ -138,3 +138,57 @@ def create_analytics_views(con) -> dict[str, list[str]]:
 def mask_email(con, email: str | None) -> str | None:
     """The masked form an analytics view shows for `email` (same macro, for tests and docs)."""
     return con.execute(f"select {ANALYTICS_SCHEMA}.mask_email(?)", [email]).fetchone()[0]
+
+
+def snapshot_queries(con) -> tuple[dict[str, str], dict[str, str]]:
+    """What the analyst database holds: one `analytics.<view>` table per view whose source
+    exists (the same masked select as the view, straight from the source) and the one-row
+    `analytics.snapshot` (when it was published, the latest day it covers, by which run).
+
+    Returns (queries by table name, comments by table name), for `publish_snapshot`.
+    """
+    queries, comments = {}, {}
+    for spec in VIEWS:
+        columns = _columns(con, spec.source)
+        if columns is None:
+            continue
+        name = f"{ANALYTICS_SCHEMA}.{spec.name}"
+        select = _select(spec, columns).replace(
+            f"{ANALYTICS_SCHEMA}.mask_email(", "ea_mask_email("
+        )
+        queries[name] = f"select\n    {select}\nfrom {spec.source}"
+        comments[name] = f"{spec.description} (from {spec.source}; emails masked)"
+    return queries, comments
+
+
+def publish_analyst_database(con, target, source: str = ""):
+    """Publish the analyst database at `target` (see `warehouse.publish.publish_snapshot`):
+    only the curated, masked `analytics` tables and `analytics.snapshot`; never raw data.
+    """
+    import datetime as dt
+
+    from warehouse.publish import publish_snapshot
+
+    con.execute(_MASK_MACRO.replace(f"{ANALYTICS_SCHEMA}.mask_email", "ea_mask_email", 1)
+                .replace("create or replace macro", "create or replace temp macro", 1))  # fmt: skip
+    queries, comments = snapshot_queries(con)
+    latest = (
+        "(select max(as_of_date) from marts.account_health)"
+        if _has_column(con, "marts.account_health")
+        else "null::date"
+    )
+    published = dt.datetime.now(dt.UTC).replace(tzinfo=None).isoformat()
+    queries[f"{ANALYTICS_SCHEMA}.snapshot"] = (
+        f"select cast('{published}' as timestamp) as published_at, "
+        f"cast({latest} as date) as latest_data_date, "
+        f"'{source.replace(chr(39), '')}' as published_by"
+    )
+    comments[f"{ANALYTICS_SCHEMA}.snapshot"] = (
+        "when this snapshot was published (UTC), the latest day of data it covers, and the run "
+        "that published it; reopen the database (`.refresh` in `ea sql`) for a newer one"
+    )
+    return publish_snapshot(con, target, queries, comments)
+
+
+def _has_column(con, source: str, column: str = "as_of_date") -> bool:
+    return column in (_columns(con, source) or [])

@@ -14,6 +14,7 @@ from alerts.recipients import People
 from alerts.rules import RulesFileError, columns_from_connection, load_routing, load_rules
 from alerts.schema import ensure_schema
 from orchestration.asof import AsOfConfig, resolve_as_of
+from orchestration.publishing import publish_analyst_database_op
 from orchestration.resources import PathsResource
 from orchestration.sensing import publish_state, request_when_due
 
@@ -258,7 +259,7 @@ def escalate_sla_breaches(
     description="Escalates alerts past their SLA to the escalation address (run by the sensor).",
 )
 def sla_escalation_job():
-    escalate_sla_breaches()
+    publish_analyst_database_op(escalate_sla_breaches())
 
 
 alerts_backtest_job = dg.define_asset_job(

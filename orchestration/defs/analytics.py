@@ -1,4 +1,6 @@
-"""Dagster definitions for analyst access: the email-masked `analytics` views over the warehouse."""
+"""Dagster definitions for analyst access: the masked `analytics` views in the warehouse (the
+analyst database every run publishes is in orchestration/publishing.py).
+"""
 
 import time
 
@@ -19,7 +21,7 @@ ANALYTICS_VIEWS = dg.AssetKey(["analytics", "views"])
     ],
     group_name="analytics",
     kinds={"duckdb"},
-    description="The `analytics` schema analysts query (read-only, `python -m warehouse.sql`): "
+    description="The `analytics` views in the warehouse (the data team's `ea sql --full`): "
     "curated views over marts, scores, alerts and deliveries with every email masked.",
 )
 def analytics_views(context: dg.AssetExecutionContext, duckdb: DuckDBResource):

@@ -34,6 +34,7 @@ from notifications.reasons import glossary_at
 from notifications.schema import ensure_schema
 from notifications.tasks import TaskPolicy, build_crm_tasks, sync_task_status
 from orchestration.asof import AsOfConfig, resolve_as_of
+from orchestration.publishing import ANALYST_DB, publish_analyst_database_op
 from orchestration.resources import InboxResource, PathsResource, inbox_resource
 from orchestration.sensing import publish_state, request_when_due
 
@@ -494,7 +495,7 @@ def deliver_outbox(
 
 @dg.job(name=OUTBOX_JOB, description="Sends the outbox's due deliveries (retries after backoff).")
 def outbox_delivery_job():
-    deliver_outbox()
+    publish_analyst_database_op(deliver_outbox())
 
 
 @dg.op(description="Read CRM task status back: a completed task resolves its alert.")
@@ -521,12 +522,12 @@ def sync_crm_status(
 
 @dg.job(name=CRM_SYNC_JOB, description="Reads CRM task status back and resolves alerts.")
 def crm_status_sync_job():
-    sync_crm_status()
+    publish_analyst_database_op(sync_crm_status())
 
 
 critical_alerts_job = dg.define_asset_job(
     CRITICAL_JOB,
-    selection=dg.AssetSelection.assets(CRITICAL),
+    selection=dg.AssetSelection.assets(CRITICAL, ANALYST_DB),
     description="Critical alerts, escalations and reminders by email and on the second "
     "channel, outside a daily run.",
 )
@@ -574,7 +575,8 @@ def crm_status_sync_sensor(
 
 
 deliveries_job = dg.define_asset_job(
-    "deliveries_job", selection=dg.AssetSelection.groups("deliveries")
+    "deliveries_job",
+    selection=dg.AssetSelection.groups("deliveries") | dg.AssetSelection.assets(ANALYST_DB),
 )
 
 defs = dg.Definitions(

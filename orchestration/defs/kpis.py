@@ -19,6 +19,7 @@ from notifications.schema import ensure_schema as ensure_ops_schema
 from orchestration.asof import AsOfConfig, resolve_as_of
 from orchestration.defs.deliveries import NETWORK_RETRY, SmtpResource, _routing, _templates
 from orchestration.defs.marts import MartsTranslator, dbt_project
+from orchestration.publishing import ANALYST_DB
 from orchestration.resources import PathsResource
 from orchestration.sensing import publish_state
 
@@ -258,7 +259,7 @@ def kpi_email(
 
 kpis_job = dg.define_asset_job(
     "kpis_job",
-    selection=dg.AssetSelection.assets(kpis_dbt, kpi_email),
+    selection=dg.AssetSelection.assets(kpis_dbt, kpi_email, ANALYST_DB),
     description="Rebuild the outcome and KPI marts (kpis schema) as of a date and send the "
     "weekly KPI email if this week's has not gone out.",
 )

@@ -1,9 +1,11 @@
-"""Analyst access: masked analytics views and a read-only SQL command that cannot write."""
+"""The data team's access (`ea sql --full`): masked analytics views in the warehouse and a
+read-only SQL command that cannot write."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 import dagster as dg
 import duckdb
@@ -70,7 +72,7 @@ def test_read_only_path_refuses_writes(world, statement, capsys, tmp_path, monke
     _views(world)
     monkeypatch.chdir(tmp_path)
     before = world.read_bytes()
-    assert sql_main(["--database", str(world), statement]) == 1
+    assert sql_main(["--full", "--database", str(world), statement]) == 1
     assert "error:" in capsys.readouterr().err
     assert world.read_bytes() == before
     assert not (tmp_path / "leak.csv").exists() and not (tmp_path / "other.duckdb").exists()
@@ -78,7 +80,7 @@ def test_read_only_path_refuses_writes(world, statement, capsys, tmp_path, monke
 
 def test_sql_command_reads_args_stdin_and_csv(world):
     _views(world)
-    env_cmd = [sys.executable, "-m", "warehouse.sql", "--database", str(world)]
+    env_cmd = [sys.executable, "-m", "warehouse.sql", "--full", "--database", str(world)]
     out = subprocess.run(
         [*env_cmd, "--format", "csv", "select account_id from analytics.accounts order by 1"],
         capture_output=True, text=True, cwd=REPO, timeout=60, check=True,
@@ -93,8 +95,10 @@ def test_sql_command_reads_args_stdin_and_csv(world):
 
 def test_sql_command_never_creates_a_warehouse(tmp_path, capsys):
     missing = tmp_path / "nope.duckdb"
-    assert sql_main(["--database", str(missing), "select 1"]) == 2
+    assert sql_main(["--full", "--database", str(missing), "select 1"]) == 2
     assert "DUCKDB_DATABASE" in capsys.readouterr().err
+    assert sql_main(["--database", str(missing), "select 1"]) == 2
+    assert "a pipeline run publishes it" in capsys.readouterr().err
     assert not missing.exists()
 
 
@@ -120,9 +124,12 @@ def test_sql_command_says_when_a_run_holds_the_warehouse(world, capsys):
     )  # fmt: skip
     try:
         assert hold.stdout.readline().strip() == "held"
-        assert sql_main(["--database", str(world), "select 1"]) == 2
-        assert "try again" in capsys.readouterr().err
+        started = time.monotonic()
+        assert sql_main(["--full", "--wait", "1", "--database", str(world), "select 1"]) == 2
+        assert 1 <= time.monotonic() - started < 10  # it waited, then said so
+        err = capsys.readouterr().err
+        assert "waiting for the pipeline" in err and "try again" in err
     finally:
         hold.kill()
         hold.wait()
-    assert sql_main(["--database", str(world), "select 1"]) == 0
+    assert sql_main(["--full", "--database", str(world), "select 1"]) == 0

@@ -5,6 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 ANALYTICS_SCHEMA = "analytics"
+# The analyst database is written in DuckDB 1.5's storage format, which every DuckDB client
+# from 1.5 on reads: the `duckdb` CLI and JDBC/ODBC drivers people have installed often lag
+# behind the 2.0 Python package that writes it.
+ANALYST_STORAGE_VERSION = "v1.5.0"
 
 # Emails become a stable pseudonym (so analysts can still group by owner) that keeps only the
 # domain readable. It is an unsalted digest: fine against casual reading, not against someone
@@ -187,7 +191,7 @@ def publish_analyst_database(con, target, source: str = ""):
         "when this snapshot was published (UTC), the latest day of data it covers, and the run "
         "that published it; reopen the database (`.refresh` in `ea sql`) for a newer one"
     )
-    return publish_snapshot(con, target, queries, comments)
+    return publish_snapshot(con, target, queries, comments, storage_version=ANALYST_STORAGE_VERSION)
 
 
 def _has_column(con, source: str, column: str = "as_of_date") -> bool:

@@ -72,6 +72,7 @@ def publish_snapshot(
     target: str | Path,
     tables: Mapping[str, str],
     comments: Mapping[str, str] | None = None,
+    storage_version: str | None = None,
 ) -> PublishResult:
     """Copy `tables` into a new DuckDB file and atomically replace `target` with it.
 
@@ -79,6 +80,7 @@ def publish_snapshot(
     maps each published name, `"schema.table"`, to a query over `con` (or a table name) whose
     result it holds. Every query runs in one transaction, so the file shows one state of the
     source. `comments` (same keys) become table comments readers see in `duckdb_tables()`.
+    `storage_version` (e.g. "v1.5.0") writes a file older DuckDB clients can read.
 
     The new file is written as `.<name>.<id>.tmp` in the target's folder, checkpointed, made
     read-only (mode 0444), flushed to disk and renamed over `target`; if anything fails the old
@@ -92,7 +94,8 @@ def publish_snapshot(
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.tmp")
     alias = f"ea_publish_{uuid.uuid4().hex[:8]}"
     rows: dict[str, int] = {}
-    con.execute(f"attach {_quote(str(tmp))} as {alias}")
+    options = f" (storage_version {_quote(storage_version)})" if storage_version else ""
+    con.execute(f"attach {_quote(str(tmp))} as {alias}{options}")
     attached = True
     try:
         con.execute("begin transaction")

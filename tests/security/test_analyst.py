@@ -4,6 +4,7 @@ read-only, bounded in memory, threads and time, and never in the pipeline's way.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -162,3 +163,32 @@ def test_query_timeout_error_is_raised_by_the_library(analyst_db):
         with pytest.raises(QueryTimeoutError, match="EA_ANALYST_TIMEOUT_SECONDS"):
             session.df("select count(*) from range(100000000000)")
         assert session.df("select 1 as x")["x"].tolist() == [1]
+
+
+def _storage_version(path) -> int:
+    head = path.read_bytes()[:64]
+    at = head.index(b"DUCK")
+    return int.from_bytes(head[at + 4 : at + 12], "little")
+
+
+def test_the_analyst_database_is_readable_by_duckdb_1_5_clients(analyst_db):
+    # DuckDB 1.5 (the pip `duckdb-cli` is 1.5.6) reads storage versions 64-68; 2.0 writes 69+.
+    assert 64 <= _storage_version(analyst_db) <= 68
+
+
+@pytest.mark.skipif(shutil.which("duckdb") is None, reason="no duckdb CLI on PATH")
+def test_the_duckdb_cli_reads_the_analyst_database(analyst_db):
+    out = subprocess.run(
+        ["duckdb", "-readonly", "-csv", str(analyst_db), "-c",
+         "select count(*) as n from analytics.accounts"],
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stdout  # fmt: skip
+    assert out.split() == ["n", "5"]
+
+
+def test_pandas_and_arrow_frames_from_a_session(analyst_db):
+    with AnalystSession(analyst_db, AnalystLimits()) as session:
+        frame = session.df("select account_id, csm_email from analytics.accounts order by 1")
+        table = session.arrow("select account_id from analytics.accounts order by 1")
+    assert frame["account_id"].tolist() == table.column("account_id").to_pylist()
+    assert frame["csm_email"].str.startswith("user_").all()

@@ -87,3 +87,16 @@ def test_opted_out_users_appear_nowhere(ea_env, tmp_path, monkeypatch):
     mail = " ".join(p.read_text(errors="replace") for p in (tmp_path / "mail").glob("*.eml"))
     for who in sorted(users | emails):
         assert who not in mail, f"opted-out {who} is named in an email"
+    # The analyst database, published from this warehouse, names none of them either.
+    from warehouse.analytics import publish_analyst_database
+
+    rw = duckdb.connect(str(db))
+    publish_analyst_database(rw, tmp_path / "analyst.duckdb", "test")
+    rw.close()
+    published = all_text(tmp_path / "analyst.duckdb")
+    assert "account_health" in " ".join(
+        r[0] for r in duckdb.connect(str(tmp_path / "analyst.duckdb"), read_only=True)
+        .execute("select table_name from duckdb_tables()").fetchall()
+    )  # fmt: skip
+    for who in sorted(users | emails):
+        assert who not in published, f"opted-out {who} is in the analyst database"

@@ -37,6 +37,7 @@ ALL_STAGES = (
     "score",
     "rules",
     "digests",
+    "publish",
     "incremental",
     "rules_10k",
     "latency",
@@ -259,7 +260,7 @@ def _run_tier(
         runner.stage("ingest_full", "ingest", f"--days={backfill[0]}..{backfill[-1]}")
     if "marts" in stages:
         runner.stage("marts_full_refresh", "marts", "--full-refresh")
-    for name in ("train", "score", "rules", "digests"):
+    for name in ("train", "score", "rules", "digests", "publish"):
         if name in stages:
             runner.stage(name, name)
     if "incremental" in stages:
@@ -351,6 +352,7 @@ STAGE_ROWS = (
     ("score", "scoring + anomalies + segments"),
     ("rules", "rule evaluation (pipeline accounts)"),
     ("digests", "deliveries: digests rendered + sent to SMTP capture"),
+    ("publish", "analyst database published (analytics tables, new file renamed into place)"),
     ("ref_duckdb_day", "reference: one DuckDB pass over the new day's files"),
     ("ingest_day", "ingest, one new day"),
     ("marts_day", "dbt marts, one incremental day"),

@@ -189,6 +189,28 @@ def digests(args) -> dict:
     return {"emails_captured": len(list(mail.glob("*.eml")))}
 
 
+def publish(args) -> dict:
+    """The analyst database published from the tier's warehouse, as a run's last step does."""
+    import duckdb
+
+    from orchestration.resources import duckdb_memory_limit
+    from warehouse.analytics import publish_analyst_database
+
+    warehouse = Path(os.environ["DUCKDB_DATABASE"])
+    target = Path(os.environ["EA_DATA_DIR"]) / "analyst.duckdb"
+    con = duckdb.connect(str(warehouse), config={"memory_limit": duckdb_memory_limit()})
+    try:
+        result = publish_analyst_database(con, target, "bench")
+    finally:
+        con.close()
+    return {
+        "publish_seconds": round(result.seconds, 3),
+        "analyst_rows": sum(result.rows.values()),
+        "analyst_mib": round(result.bytes / 2**20, 1),
+        "warehouse_mib": round(warehouse.stat().st_size / 2**20, 1),
+    }
+
+
 def rules_10k(args) -> dict:
     """bench/rules_10k.py (the alerts engineer's) on 10,000 synthetic accounts, two days."""
     out = subprocess.run(
@@ -223,6 +245,7 @@ STAGES = {
     "score": score,
     "rules": rules,
     "digests": digests,
+    "publish": publish,
     "rules_10k": rules_10k,
     "ref_duckdb": ref_duckdb,
     "ref_pandas": ref_pandas,

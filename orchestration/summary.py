@@ -7,6 +7,8 @@ from pathlib import Path
 
 import duckdb
 
+from warehouse.analyst import analyst_database_path
+
 
 def _rows(con, sql: str) -> list[tuple]:
     """The query's rows; none when its table does not exist yet (a stage that has not run).
@@ -97,7 +99,8 @@ def print_summary(data: Path, mail: Path, seconds: float) -> None:
     print(f"  captured emails   open {mail / 'index.html'} in a browser (.eml files beside it)")
     print("  Dagster UI        make ui            then http://127.0.0.1:3000")
     print("  MLflow UI         make mlflow-ui     then http://127.0.0.1:5000")
-    print(f"  SQL (read-only)   .venv/bin/python -m warehouse.sql   (on {database})")
+    print(f"  SQL for analysts  .venv/bin/ea sql   (on {analyst_database_path()}, each run's copy)")
     print('                    e.g. "select severity, count(*) from analytics.alerts group by 1"')
+    print(f"  whole warehouse   .venv/bin/ea sql --full   (on {database})")
     print("  alerts CLI        .venv/bin/python -m alerts list --as <csm email>")
     print(f"  ground truth      {data / 'ground_truth'} (the simulator's hidden truth)")

@@ -15,6 +15,7 @@ from alerts.schema import ensure_schema
 from inbox import store
 from inbox.apply import apply_pending
 from inbox.snapshot import publish_app_snapshot
+from orchestration.publishing import ANALYST_DB
 from orchestration.resources import InboxResource, PathsResource
 
 INBOX_ACTIONS = dg.AssetKey(["alerts", "inbox_actions"])
@@ -81,7 +82,7 @@ def inbox_snapshot(
 
 inbox_actions_job = dg.define_asset_job(
     "inbox_actions_job",
-    selection=dg.AssetSelection.assets(INBOX_ACTIONS, INBOX_SNAPSHOT),
+    selection=dg.AssetSelection.assets(INBOX_ACTIONS, INBOX_SNAPSHOT, ANALYST_DB),
     description="Apply the actions people took in the inbox or from email links, then publish "
     "the inbox snapshot (run by inbox_actions_sensor).",
 )

@@ -120,6 +120,29 @@ def kpi_metadata(con) -> dict[str, dict[str, Any]]:
     return out
 
 
+def _critical_rules(con, paths: PathsResource) -> list[dict[str, Any]]:
+    """config/rules.yml's critical rules as the dbt var critical_rules (portable SQL)."""
+    from alerts.reconcile import critical_rule_vars
+    from alerts.rules import (
+        CONTRACT_HEALTH_COLUMNS,
+        DERIVED_COLUMNS,
+        RulesFileError,
+        columns_from_connection,
+        load_rules,
+    )
+
+    # The alerts stage validated the rules against the live mart; the contract columns are
+    # added so a mart with fewer columns (tests) still compiles the critical ones.
+    columns = {**CONTRACT_HEALTH_COLUMNS, **DERIVED_COLUMNS, **columns_from_connection(con)}
+    try:
+        rules = load_rules(
+            paths.config / "rules.yml", columns, paths.config / "templates" / "recommendations"
+        )
+    except RulesFileError as exc:
+        raise dg.Failure(description=str(exc)) from exc
+    return critical_rule_vars(rules)
+
+
 @dbt_assets(
     manifest=dbt_project.manifest_path,
     project=dbt_project,
@@ -134,14 +157,18 @@ def kpis_dbt(
     dbt: DbtCliResource,
     duckdb: DuckDBResource,
     config: AsOfConfig,
+    paths: PathsResource,
 ) -> Iterator[Any]:
     """`dbt build` of the outcome and KPI models as of the run's date (after deliveries)."""
     with duckdb.get_connection() as con:
         as_of = resolve_as_of(con, config)
+        critical = _critical_rules(con, paths)
     # As in marts_dbt: without an explicit date dbt's own default is the same day (the latest
     # landed), and identical --vars from day to day plus one target folder per warehouse let
     # dbt parse partially instead of re-reading the whole project (a few seconds per run).
-    variables = {"as_of_date": as_of.isoformat()} if config.as_of_date else {}
+    variables: dict[str, Any] = {"as_of_date": as_of.isoformat()} if config.as_of_date else {}
+    # The reconciliation mart recomputes the critical rules in force (config/rules.yml).
+    variables["critical_rules"] = critical
     args = ["build", "--vars", json.dumps(variables)]
     target = Path(duckdb.database).resolve().parent / "dbt_target" / "kpis"
     started = time.perf_counter()

@@ -12,6 +12,7 @@ import alerts
 from notifications.schema import ensure_schema as ensure_ops_schema
 
 REPO = Path(__file__).resolve().parents[2]
+CONFIG = REPO / "config"
 AS_OF = dt.date(2025, 6, 30)
 
 
@@ -102,12 +103,14 @@ def build_world(db: Path) -> None:
     )
     con.execute(
         """create table marts.dim_accounts as select * from (values
-        ('A1', 'csm1@example.com', 'mgr@example.com'),
-        ('A2', 'csm1@example.com', 'mgr@example.com'),
-        ('A3', 'csm2@example.com', 'mgr@example.com'),
-        ('A4', 'csm2@example.com', 'mgr@example.com'),
-        ('A5', 'csm2@example.com', 'mgr@example.com')) t(account_id, csm_email, manager_email)"""
+        ('A1', 'csm1@example.com', 'mgr@example.com', true),
+        ('A2', 'csm1@example.com', 'mgr@example.com', true),
+        ('A3', 'csm2@example.com', 'mgr@example.com', true),
+        ('A4', 'csm2@example.com', 'mgr@example.com', true),
+        ('A5', 'csm2@example.com', 'mgr@example.com', false))
+        t(account_id, csm_email, manager_email, tracking_consent)"""
     )
+    build_condition_days(con)
     # A1: churn risk raised 40 days before it churned -> a true positive with a 40-day lead.
     add_alert(con, "al_tp", "churn_risk_high", "churn_risk", "A1", "2025-03-01")
     # A2: acknowledged 10 h after raising, resolved (useful) 36 h after -> SLA met.
@@ -199,6 +202,40 @@ def build_world(db: Path) -> None:
     con.close()
 
 
+def build_condition_days(con) -> None:
+    """The marts and scores the reconciliation recomputes renewal_at_risk from (renewal within
+    90 days, churn band high or very high, not healthy), on a few days:
+    A3 03-01 holds (al_crit covers it, mailed); A2 03-04 holds and no alert was raised (missed);
+    A3 03-10 holds (al_crit_missed covers it, never mailed: missed); A4 03-05 holds on a day
+    that did not land (not counted); A5 03-04 holds without tracking consent (exempt); A1 03-04
+    is healthy (does not hold).
+    """
+    con.execute("create schema if not exists ml")
+    con.execute(
+        """create table marts.account_health as select * from (values
+        ('A3', date '2025-03-01', true, false, 60, 'at_risk'),
+        ('A2', date '2025-03-04', true, false, 30, 'critical'),
+        ('A3', date '2025-03-10', true, false, 51, 'at_risk'),
+        ('A4', date '2025-03-05', true, false, 20, 'at_risk'),
+        ('A5', date '2025-03-04', true, false, 20, 'at_risk'),
+        ('A1', date '2025-03-04', true, false, 20, 'healthy'))
+        t(account_id, as_of_date, is_data_complete, is_dormant, days_to_renewal, health_tier)"""
+    )
+    con.execute(
+        """create table marts.data_freshness as select * from (values
+        (date '2025-03-01', true), (date '2025-03-04', true), (date '2025-03-05', false),
+        (date '2025-03-10', true)) t(activity_date, is_landed)"""
+    )
+    con.execute(
+        "create table ml.account_scores as select account_id, as_of_date, 'churn' as model_name,"
+        " 0.7 as probability, 90.0 as percentile, 'high' as band from marts.account_health"
+    )
+    con.execute(
+        "create table ml.anomalies (account_id string, activity_date date, metric string, "
+        "robust_z double)"
+    )
+
+
 @pytest.fixture(scope="session")
 def kpi_run(tmp_path_factory):
     """The world above with the outcome marts materialized by the real Dagster assets (dbt
@@ -209,6 +246,7 @@ def kpi_run(tmp_path_factory):
 
     from orchestration.defs.kpis import kpis_dbt
     from orchestration.defs.marts import DBT_DIR, DBT_EXECUTABLE
+    from orchestration.resources import PathsResource
 
     db = tmp_path_factory.mktemp("kpis") / "warehouse.duckdb"
     build_world(db)
@@ -224,6 +262,9 @@ def kpi_run(tmp_path_factory):
                     dbt_executable=DBT_EXECUTABLE,
                 ),
                 "duckdb": DuckDBResource(database=str(db)),
+                "paths": PathsResource(
+                    data_dir=str(db.parent), landing_dir=str(db.parent), config_dir=str(CONFIG)
+                ),
             },
             run_config={"ops": {"kpis_dbt": {"config": {"as_of_date": AS_OF.isoformat()}}}},
             instance=dg.DagsterInstance.ephemeral(),

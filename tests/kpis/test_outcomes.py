@@ -77,6 +77,9 @@ def test_zero_missed_critical_check_flags_the_week_with_an_undelivered_critical(
         ).fetchall()
     )
     assert weeks["2025-02-24"] is True  # al_crit's critical mail was sent
+    # A2's renewal risk held on a landed day and no alert was raised: missed, though no
+    # critical alert exists that week (the reconciliation recomputes it from the marts).
+    assert weeks["2025-03-03"] is False
     assert weeks["2025-03-10"] is False  # al_crit_missed has no sent critical mail
 
 
@@ -120,7 +123,7 @@ def test_dagster_assets_show_headline_numbers(kpi_run):
     assert outcomes["rows"].value == 5
     assert outcomes["risk_precision"].value == 0.25
     assert metadata["kpis/kpi_churn_coverage"]["recall_with_lead"].value == 0.5
-    assert metadata["kpis/kpi_alerts_weekly"]["weeks_with_undelivered_criticals"].value == 1
+    assert metadata["kpis/kpi_alerts_weekly"]["weeks_with_undelivered_criticals"].value == 2
 
 
 def test_backtest_reports_live_per_rule_precision_from_real_outcomes(con):
@@ -129,3 +132,27 @@ def test_backtest_reports_live_per_rule_precision_from_real_outcomes(con):
     assert live.loc["renewal_at_risk", ["judged", "true_positives"]].tolist() == [2, 0]
     assert live.loc["engagement_drop", "with_feedback"] == 1
     assert live_precision(duckdb.connect(), dt.date(2025, 3, 1), dt.date(2025, 3, 31)) is None
+
+
+def test_reconciliation_recomputes_every_critical_condition_from_the_marts(con):
+    rows = con.execute(
+        "select account_id, cast(as_of_date as string), alert_id, is_delivered, exemption, "
+        "is_missed from kpis.critical_reconciliation order by as_of_date, account_id"
+    ).fetchall()
+    assert rows == [
+        ("A3", "2025-03-01", "al_crit", True, None, False),  # covered and mailed
+        ("A2", "2025-03-04", None, False, None, True),  # held, never became an alert
+        ("A5", "2025-03-04", None, False, "no_tracking_consent", False),
+        ("A3", "2025-03-10", "al_crit_missed", False, None, True),  # nobody was told
+    ]  # A4 (day not landed) and A1 (healthy) are not there
+
+
+def test_critical_rules_var_default_matches_the_rules_file():
+    import yaml
+
+    from alerts.reconcile import critical_rule_vars
+    from alerts.rules import load_rules
+    from tests.kpis.conftest import CONFIG, REPO
+
+    project = yaml.safe_load((REPO / "dbt_project" / "dbt_project.yml").read_text())
+    assert project["vars"]["critical_rules"] == critical_rule_vars(load_rules(CONFIG / "rules.yml"))

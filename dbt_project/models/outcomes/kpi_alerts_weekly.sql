@@ -11,6 +11,12 @@ outcomes as (
 
 ),
 
+reconciliation as (
+
+    select * from {{ ref('critical_reconciliation') }}
+
+),
+
 sliced as (
 
     select 'overall' as dimension, 'all' as dimension_value, * from outcomes
@@ -52,6 +58,7 @@ aggregated as (
         cast(count_if(severity = 'critical' and not is_holdout) as bigint) as critical_alerts,
         cast(count_if(severity = 'critical' and not is_holdout and not is_critical_delivered)
             as bigint) as critical_not_delivered,
+        cast(count_if(severity = 'critical' and is_holdout) as bigint) as critical_held_out,
         -- responsiveness
         median(hours_to_first_action) as median_hours_to_first_action,
         median(hours_to_resolution) as median_hours_to_resolution,
@@ -71,6 +78,51 @@ aggregated as (
 
 ),
 
+-- Critical conditions recomputed from the marts (critical_reconciliation), by the week of the
+-- day they held: a condition that never became an alert, or an alert nobody was told about,
+-- is missed, whether or not any alert was raised that week.
+reconciliation_sliced as (
+
+    select 'overall' as dimension, 'all' as dimension_value, * from reconciliation
+    union all
+    select 'rule' as dimension, rule_id as dimension_value, * from reconciliation
+    union all
+    select 'severity' as dimension, 'critical' as dimension_value, * from reconciliation
+
+),
+
+reconciled as (
+
+    select
+        week_start,
+        dimension,
+        dimension_value,
+        cast(count(*) as bigint) as critical_condition_days,
+        cast(count_if(is_missed) as bigint) as critical_missed,
+        cast(count_if(exemption is not null) as bigint) as critical_exempt_days
+    from reconciliation_sliced
+    group by week_start, dimension, dimension_value
+
+),
+
+joined as (
+
+    select
+        coalesce(a.week_start, r.week_start) as week_start,
+        coalesce(a.dimension, r.dimension) as dimension,
+        coalesce(a.dimension_value, r.dimension_value) as dimension_value,
+        a.* except (week_start, dimension, dimension_value),
+        coalesce(r.critical_condition_days, 0) as critical_condition_days,
+        coalesce(r.critical_missed, 0) as critical_missed,
+        coalesce(r.critical_exempt_days, 0) as critical_exempt_days
+    from aggregated as a
+    full outer join reconciled as r
+        on a.week_start = r.week_start
+        and a.dimension = r.dimension
+        and a.dimension_value = r.dimension_value
+
+),
+
 final as (
 
     select
@@ -78,13 +130,14 @@ final as (
         *,
         risk_true_positives / nullif(cast(risk_alerts_judged as double), 0) as risk_precision,
         risk_false_alarms / nullif(cast(risk_alerts_judged as double), 0) as false_alarm_rate,
-        critical_not_delivered = 0 as is_every_critical_delivered,
+        coalesce(critical_not_delivered, 0) = 0 and critical_missed = 0
+            as is_every_critical_delivered,
         sla_met / nullif(cast(sla_decided as double), 0) as sla_attainment,
         alerts_raised / nullif(cast(csms as double), 0) as alerts_per_csm,
         acknowledged / nullif(cast(alerts_raised as double), 0) as share_acknowledged,
         snoozed_or_not_useful / nullif(cast(alerts_raised as double), 0)
             as share_snoozed_or_not_useful
-    from aggregated
+    from joined
 
 )
 

@@ -8,7 +8,7 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from orchestration.resources import PathsResource
-from warehouse.analytics import publish_analyst_database
+from warehouse.analytics import ALWAYS_REFRESHED, publish_analyst_database, tables_changed_by
 
 ANALYST_DB = dg.AssetKey(["analytics", "analyst_db"])
 # Lowest priority: with its dependencies on every last asset of the graph it runs last anyway;
@@ -16,10 +16,16 @@ ANALYST_DB = dg.AssetKey(["analytics", "analyst_db"])
 LAST = {"dagster/priority": "-10"}
 
 
-def publish_analyst_db(context, duckdb: DuckDBResource, paths: PathsResource) -> dict:
-    """Publish the analyst database from the run's own connection; metadata for the event."""
+def publish_analyst_db(
+    context, duckdb: DuckDBResource, paths: PathsResource, refresh: set[str] | None = None
+) -> dict:
+    """Publish the analyst database from the run's own connection; metadata for the event.
+    `refresh`: the tables this run can have changed (None: all).
+    """
     with duckdb.get_connection() as con:
-        result = publish_analyst_database(con, paths.analyst, f"run {context.run_id[:8]}")
+        result = publish_analyst_database(
+            con, paths.analyst, f"run {context.run_id[:8]}", refresh
+        )
     context.log.info(f"analyst database published: {result.as_metadata()}")
     return {**result.as_metadata(), "table_rows": dg.MetadataValue.json(result.rows)}
 
@@ -41,7 +47,11 @@ def analyst_db_asset(after: list[dg.AssetKey]) -> dg.AssetsDefinition:
     def analyst_db(
         context: dg.AssetExecutionContext, duckdb: DuckDBResource, paths: PathsResource
     ) -> dg.MaterializeResult:
-        return dg.MaterializeResult(metadata=publish_analyst_db(context, duckdb, paths))
+        # Only what this run wrote is rebuilt; the rest is copied from the last publish.
+        selected = context.run.asset_selection or context.job_def.asset_layer.selected_asset_keys
+        written = {".".join(k.path) for k in selected if len(k.path) == 2}
+        refresh = tables_changed_by(written)
+        return dg.MaterializeResult(metadata=publish_analyst_db(context, duckdb, paths, refresh))
 
     return analyst_db
 
@@ -54,7 +64,7 @@ def analyst_db_asset(after: list[dg.AssetKey]) -> dg.AssetsDefinition:
 def publish_analyst_database_op(
     context: dg.OpExecutionContext, duckdb: DuckDBResource, paths: PathsResource
 ) -> None:
-    meta = publish_analyst_db(context, duckdb, paths)
+    meta = publish_analyst_db(context, duckdb, paths, set(ALWAYS_REFRESHED))
     context.log_event(dg.AssetMaterialization(asset_key=ANALYST_DB, metadata=meta))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 ANALYTICS_SCHEMA = "analytics"
 # The analyst database is written in DuckDB 1.5's storage format, which every DuckDB client
@@ -31,6 +32,8 @@ class ViewSpec:
     drop: tuple[str, ...] = ()
     scrub: tuple[str, ...] = ()
     description: str = ""
+    # Columns that hold an address in some rows only (a KPI's dimension value): masked there.
+    mask_values: tuple[str, ...] = ()
 
 
 VIEWS: tuple[ViewSpec, ...] = (
@@ -79,6 +82,28 @@ VIEWS: tuple[ViewSpec, ...] = (
         scrub=("last_error",),
         description="one row per email / CRM task with its delivery status (no message bodies)",
     ),
+    ViewSpec(
+        "alert_outcomes",
+        "kpis.alert_outcomes",
+        scrub=("resolution_reason",),
+        description="every account alert followed to what happened to the account",
+    ),
+    ViewSpec(
+        "kpi_alerts_weekly",
+        "kpis.kpi_alerts_weekly",
+        mask_values=("dimension_value",),
+        description="weekly alert KPIs overall and by rule, type, severity, CSM and team",
+    ),
+    ViewSpec(
+        "kpi_churn_coverage",
+        "kpis.kpi_churn_coverage",
+        description="churned accounts and whether a risk alert came first, with lead time",
+    ),
+    ViewSpec(
+        "kpi_holdout_uplift",
+        "kpis.kpi_holdout_uplift",
+        description="churn and expansion rates with and without alerts (control group)",
+    ),
 )
 
 
@@ -100,6 +125,11 @@ def _select(spec: ViewSpec, columns: list[str]) -> str:
         quoted = f'"{col}"'
         if col.endswith("email") or col == "recipient":
             parts.append(f"{ANALYTICS_SCHEMA}.mask_email({quoted}) as {quoted}")
+        elif col in spec.mask_values:
+            parts.append(
+                f"case when {quoted} like '%@%' then {ANALYTICS_SCHEMA}.mask_email({quoted}) "
+                f"else {quoted} end as {quoted}"
+            )
         elif col in spec.scrub:
             parts.append(
                 f"regexp_replace(cast({quoted} as varchar), '{_EMAIL_RE}', '[email]', 'g') "
@@ -165,9 +195,22 @@ def snapshot_queries(con) -> tuple[dict[str, str], dict[str, str]]:
     return queries, comments
 
 
-def publish_analyst_database(con, target, source: str = ""):
+# Written by many steps (alert evaluation, deliveries, escalations, inbox actions, CRM sync):
+# every publish refreshes them.
+ALWAYS_REFRESHED = ("alerts", "alert_history", "deliveries")
+
+
+def tables_changed_by(sources: set[str]) -> set[str]:
+    """Analytics tables to refresh after a run that wrote `sources` ("schema.table" each)."""
+    return {v.name for v in VIEWS if v.source in sources} | set(ALWAYS_REFRESHED)
+
+
+def publish_analyst_database(con, target, source: str = "", refresh: set[str] | None = None):
     """Publish the analyst database at `target` (see `warehouse.publish.publish_snapshot`):
     only the curated, masked `analytics` tables and `analytics.snapshot`; never raw data.
+
+    `refresh` names the tables a run changed: when `target` exists, the others are kept from it
+    (copied) and only these are rebuilt; None rebuilds every table.
     """
     import datetime as dt
 
@@ -176,6 +219,13 @@ def publish_analyst_database(con, target, source: str = ""):
     con.execute(_MASK_MACRO.replace(f"{ANALYTICS_SCHEMA}.mask_email", "ea_mask_email", 1)
                 .replace("create or replace macro", "create or replace temp macro", 1))  # fmt: skip
     queries, comments = snapshot_queries(con)
+    target = Path(target)
+    base = None
+    if refresh is not None and target.is_file():
+        names = {f"{ANALYTICS_SCHEMA}.{name}" for name in refresh}
+        queries = {k: v for k, v in queries.items() if k in names}
+        comments = {k: v for k, v in comments.items() if k in names}
+        base = target
     latest = (
         "(select max(as_of_date) from marts.account_health)"
         if _has_column(con, "marts.account_health")
@@ -191,7 +241,9 @@ def publish_analyst_database(con, target, source: str = ""):
         "when this snapshot was published (UTC), the latest day of data it covers, and the run "
         "that published it; reopen the database (`.refresh` in `ea sql`) for a newer one"
     )
-    return publish_snapshot(con, target, queries, comments, storage_version=ANALYST_STORAGE_VERSION)
+    return publish_snapshot(
+        con, target, queries, comments, storage_version=ANALYST_STORAGE_VERSION, base=base
+    )
 
 
 def _has_column(con, source: str, column: str = "as_of_date") -> bool:

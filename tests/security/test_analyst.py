@@ -192,3 +192,78 @@ def test_pandas_and_arrow_frames_from_a_session(analyst_db):
         table = session.arrow("select account_id from analytics.accounts order by 1")
     assert frame["account_id"].tolist() == table.column("account_id").to_pylist()
     assert frame["csm_email"].str.startswith("user_").all()
+
+
+def test_the_prompt_lists_tables_queries_and_refreshes(world, analyst_db, monkeypatch, capsys):
+    from warehouse.sql import _prompt
+
+    session = AnalystSession(analyst_db, AnalystLimits())
+    lines = iter(
+        [
+            ".tables",
+            "select published_by",
+            "from analytics.snapshot;",
+            "select * from raw.users;",
+            ".refresh",
+            "select published_by from analytics.snapshot;",
+            ".quit",
+        ]
+    )
+
+    def answer(prompt):
+        line = next(lines)
+        if line == ".refresh":  # a run publishes while the prompt is open
+            con = duckdb.connect(str(world))
+            publish_analyst_database(con, analyst_db, "the next run")
+            con.close()
+        return line
+
+    monkeypatch.setattr("builtins.input", answer)
+    assert _prompt(session, "table", "analyst database") == 0
+    session.close()
+    out, err = capsys.readouterr()
+    assert "analytics | account_health" in out or "analytics | accounts" in out
+    assert out.index("test") < out.index("the next run")  # the old snapshot, then the new
+    assert "holds only the curated `analytics` schema" in err
+
+
+def test_kpi_dimension_values_that_are_addresses_are_masked(world, tmp_path):
+    con = duckdb.connect(str(world))
+    con.execute("create schema kpis")
+    con.execute(
+        "create table kpis.kpi_alerts_weekly as select * from (values "
+        "(date '2025-03-03', 'csm', 'ana@example.com', 3), "
+        "(date '2025-03-03', 'rule', 'churn_risk', 2)) t(week_start, dimension, "
+        "dimension_value, alerts_raised)"
+    )
+    publish_analyst_database(con, tmp_path / "kpi.duckdb", "test")
+    con.close()
+    with AnalystSession(tmp_path / "kpi.duckdb", AnalystLimits()) as session:
+        rows = session.query(
+            "select dimension, dimension_value from analytics.kpi_alerts_weekly order by 1"
+        )[1]
+    assert rows[0][0] == "csm" and rows[0][1].startswith("user_") and "ana@" not in rows[0][1]
+    assert rows[1] == ("rule", "churn_risk")
+
+
+def test_a_small_run_rebuilds_only_what_it_changed(world, analyst_db):
+    from warehouse.analytics import ALWAYS_REFRESHED, tables_changed_by
+
+    assert tables_changed_by({"ops.critical_alerts"}) == set(ALWAYS_REFRESHED)
+    assert "account_health" in tables_changed_by({"marts.account_health"})
+    con = duckdb.connect(str(world))
+    con.execute("update marts.dim_accounts set account_name = 'Renamed'")
+    con.execute("update alerts.alerts set status = 'acknowledged'")
+    result = publish_analyst_database(con, analyst_db, "small run", set(ALWAYS_REFRESHED))
+    con.close()
+    assert set(result.rows) == {f"analytics.{t}" for t in ALWAYS_REFRESHED} | {"analytics.snapshot"}
+    with AnalystSession(analyst_db, AnalystLimits()) as session:
+        assert session.query("select distinct status from analytics.alerts")[1] == [
+            ("acknowledged",)
+        ]
+        # Kept from the last full publish: this run did not write the accounts.
+        renamed = "select count(*) from analytics.accounts where account_name = 'Renamed'"
+        names = session.query(renamed)
+        assert names[1] == [(0,)]
+        assert session.query("select published_by from analytics.snapshot")[1] == [("small run",)]
+    assert 64 <= _storage_version(analyst_db) <= 68

@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 from ingest.common import (
-    IngestError,
     SourceStats,
     day_dir,
     load_many_lines,
@@ -15,7 +14,7 @@ from ingest.common import (
     relative_name,
     transaction,
 )
-from ingest.schema import CANONICAL_EVENTS
+from ingest.schema import CANONICAL_EVENTS, HISTORY_SOURCE
 
 EVENT_FILE_PATTERNS = ("events*.jsonl", "events*.jsonl.gz")
 
@@ -168,23 +167,96 @@ def finish_events(
     started: float,
     source: str = "events",
     lines_table: str | None = None,
+    scope_files: list[str] | None = None,
+    check_known: bool = True,
+    record: bool = True,
 ) -> dict[dt.date, SourceStats]:
-    """Validate `_ev_cand` against the snapshots, then replace the given days' rows in raw tables.
+    """Validate `_ev_cand`, then replace this load's rows of the given days in the raw tables.
 
-    Must run inside a transaction; handles any number of landing days at once. Rules: a message
-    id belongs to the earliest landing day holding it; rows of opted-out users or non-consenting
-    accounts (as of the latest snapshot on or before the landing day) are dropped and counted.
-    Candidates without a `raw_record` take it from `lines_table` (same day, file and line).
+    Must run inside a transaction; handles any number of landing days at once. This is the one
+    place where every event source (JSON Lines landings, mapped exports, history loads) is
+    classified, deduplicated and stored. Rules: a message id belongs to the earliest landing day
+    holding it (on the same day, to the copy stored first); rows of opted-out users or
+    non-consenting accounts are dropped and counted.
+
+    Accounts and users are checked against the snapshot on or before the landing day (or the first
+    snapshot, for days before any): an id missing there is quarantined as unknown, unless
+    `check_known` is false or no snapshot of that kind was ever loaded (then the event log itself
+    says which accounts and users exist).
+
+    The load replaces the stored rows of `dates` that belong to it: with `scope_files`, the rows
+    of those files (a history load); without, the rows of landing folders (every file not loaded
+    by a history load). Candidates without a `raw_record` take it from `lines_table` (same day,
+    file and line).
     """
     days = {"dates": sorted(dates)}
-    first_with_rows = con.execute("select min(landing_date) from _ev_cand").fetchone()[0]
-    if first_with_rows is not None:
-        first_snapshot = con.execute("select min(snapshot_date) from raw.accounts").fetchone()[0]
-        if first_snapshot is None or first_snapshot > first_with_rows:
-            raise _no_snapshot(first_with_rows)
+    if scope_files is None:
+        in_scope = (
+            "list_contains($dates, {e}.landing_date) and {e}.source_file not in "
+            "(select source_file from raw.history_files)"
+        )
+        q_scope = ""
+    else:
+        con.execute(
+            "create or replace temp table _ev_scope as select unnest($f::varchar[]) as source_file",
+            {"f": scope_files},
+        )
+        in_scope = (
+            "list_contains($dates, {e}.landing_date) and {e}.source_file in "
+            "(select source_file from _ev_scope)"
+        )
+        q_scope = " and source_file in (select source_file from _ev_scope)"
+    has_accounts, has_users = con.execute(
+        "select exists(select 1 from raw.accounts), exists(select 1 from raw.users)"
+    ).fetchone()
+    check_accounts, check_users = has_accounts and check_known, has_users and check_known
     canonical = _sql_list(CANONICAL_EVENTS)
-    # ASOF joins pick each id's latest snapshot on or before the row's landing day; no match
-    # means the id was never in any snapshot up to then.
+    # ASOF joins pick each id's latest snapshot on or before the row's landing day; days before
+    # the first snapshot use the first one (as dim_accounts_history's first version does).
+    # Without snapshots of a kind there is nothing to join (and nothing to drop for consent).
+    joins = []
+    if has_accounts:
+        joins.append(
+            """
+            asof left join raw.accounts a
+                on a.account_id = c.account_id and c.landing_date >= a.snapshot_date
+            left join (
+                select * from raw.accounts
+                where snapshot_date = (select min(snapshot_date) from raw.accounts)
+            ) fa on fa.account_id = c.account_id and c.landing_date < fa.snapshot_date
+            """
+        )
+    if has_users:
+        joins.append(
+            """
+            asof left join raw.users u
+                on u.user_id = c.user_id and c.landing_date >= u.snapshot_date
+            left join (
+                select * from raw.users
+                where snapshot_date = (select min(snapshot_date) from raw.users)
+            ) fu on fu.user_id = c.user_id and c.landing_date < fu.snapshot_date
+            """
+        )
+    known_account = "(a.account_id is not null or fa.account_id is not null)"
+    known_user = "(u.user_id is not null or fu.user_id is not null)"
+    unknown_account = f"when not {known_account} then 'unknown_account'" if check_accounts else ""
+    unknown_user = f"when not {known_user} then 'unknown_user'" if check_users else ""
+    unknown_account_detail = (
+        f"when not {known_account} then 'groupId ' || c.account_id || ' is not a known account'"
+        if check_accounts
+        else ""
+    )
+    unknown_user_detail = (
+        f"when not {known_user} then 'userId ' || c.user_id || ' is not a known user'"
+        if check_users
+        else ""
+    )
+    refused = (
+        "coalesce(not coalesce(a.tracking_consent, fa.tracking_consent), false)"
+        if has_accounts
+        else "false"
+    )
+    opted_out = "coalesce(u.opted_out, fu.opted_out, false)" if has_users else "false"
     con.execute(
         f"""
         create or replace temp table _ev_class as
@@ -196,8 +268,8 @@ def finish_events(
                 when c.event_name = 'Feature Used' and c.feature is null then 'missing_field'
                 when c.event_at >= c.landing_date + interval 2 day then 'future_timestamp'
                 when c.duration_seconds < 0 then 'bad_value'
-                when a.account_id is null then 'unknown_account'
-                when u.user_id is null then 'unknown_user'
+                {unknown_account}
+                {unknown_user}
             end as reason,
             case
                 when c.reason is not null then c.detail
@@ -209,16 +281,12 @@ def finish_events(
                     then 'timestamp ' || c.event_at::varchar || ' is after the landing day + 1'
                 when c.duration_seconds < 0
                     then 'duration_seconds ' || c.duration_seconds::varchar || ' is negative'
-                when a.account_id is null
-                    then 'groupId ' || c.account_id || ' is not a known account'
-                when u.user_id is null then 'userId ' || c.user_id || ' is not a known user'
+                {unknown_account_detail}
+                {unknown_user_detail}
             end as detail,
-            coalesce(not a.tracking_consent, false) or coalesce(u.opted_out, false) as is_dropped
+            {refused} or {opted_out} as is_dropped
         from _ev_cand c
-        asof left join raw.accounts a
-            on a.account_id = c.account_id and c.landing_date >= a.snapshot_date
-        asof left join raw.users u
-            on u.user_id = c.user_id and c.landing_date >= u.snapshot_date
+        {"".join(joins)}
         """
     )
     # Duplicates inside the batch collapse to the first occurrence: day, file, line.
@@ -233,21 +301,24 @@ def finish_events(
             order by landing_date nulls last, source_file nulls last, source_line nulls last) = 1
         """
     )
-    # The same ids stored by days outside this batch.
+    # The same ids stored outside what this load replaces, and which load owns each of them.
     con.execute(
-        """
+        f"""
         create or replace temp table _ev_other as
-        select e.message_id, e.landing_date, n.landing_date as new_landing_date
+        select e.message_id, e.landing_date, e.source_file, n.landing_date as new_landing_date,
+               case when h.source_file is null then 'events' else '{HISTORY_SOURCE}' end as owner
         from raw.events e join _ev_new n using (message_id)
-        where not list_contains($dates, e.landing_date)
+        left join (select distinct source_file from raw.history_files) h
+            on h.source_file = e.source_file
+        where not ({in_scope.format(e="e")})
         """,
         days,
     )
-    # Ids an earlier landing day already holds stay there ...
+    # Ids an earlier landing day (or the same day's other rows) already holds stay there ...
     con.execute(
         """
         delete from _ev_new where message_id in (
-            select message_id from _ev_other where landing_date < new_landing_date)
+            select message_id from _ev_other where landing_date <= new_landing_date)
         """
     )
     # ... and ids a later day holds move here; that day's bookkeeping shows them as duplicates.
@@ -256,12 +327,22 @@ def finish_events(
         update raw.landed_partitions lp
         set duplicates_dropped = lp.duplicates_dropped + m.n, rows_loaded = lp.rows_loaded - m.n
         from (
-            select landing_date, count(*) as n from _ev_other
-            where landing_date > new_landing_date group by landing_date
+            select landing_date, owner, count(*) as n from _ev_other
+            where landing_date > new_landing_date group by all
         ) m
-        where lp.landing_date = m.landing_date and lp.source = $source
-        """,
-        {"source": source},
+        where lp.landing_date = m.landing_date and lp.source = m.owner
+        """
+    )
+    con.execute(
+        f"""
+        update raw.history_files hf
+        set duplicates_dropped = hf.duplicates_dropped + m.n, rows_loaded = hf.rows_loaded - m.n
+        from (
+            select landing_date, source_file, count(*) as n from _ev_other
+            where landing_date > new_landing_date and owner = '{HISTORY_SOURCE}' group by all
+        ) m
+        where hf.landing_date = m.landing_date and hf.source_file = m.source_file
+        """
     )
     con.execute(
         """
@@ -269,7 +350,7 @@ def finish_events(
             select (message_id, landing_date) from _ev_other where landing_date > new_landing_date)
         """
     )
-    con.execute("delete from raw.events where list_contains($dates, landing_date)", days)
+    con.execute(f"delete from raw.events where {in_scope.format(e='raw.events')}", days)
     con.execute(
         """
         insert into raw.events
@@ -280,7 +361,8 @@ def finish_events(
         """
     )
     con.execute(
-        "delete from raw.quarantine where source = $source and list_contains($dates, landing_date)",
+        "delete from raw.quarantine where source = $source and list_contains($dates, landing_date)"
+        + q_scope,
         {**days, "source": source},
     )
     lines = (
@@ -288,21 +370,23 @@ def finish_events(
         if lines_table
         else ""
     )
-    record = "coalesce(c.raw_record, l.line)" if lines_table else "c.raw_record"
+    record_sql = "coalesce(c.raw_record, l.line)" if lines_table else "c.raw_record"
     con.execute(
         f"""
         insert into raw.quarantine
         select $source, c.landing_date, c.source_file, c.source_line, c.reason, c.detail,
-               {record}, now()::timestamp
+               {record_sql}, now()::timestamp
         from _ev_class c {lines}
         where c.reason is not null
         """,
         {"source": source},
     )
-    return _day_stats(con, dates, files, bytes_read, started, source)
+    return _day_stats(con, dates, files, bytes_read, started, source, record)
 
 
-def _day_stats(con, dates, files, bytes_read, started, source) -> dict[dt.date, SourceStats]:
+def _day_stats(
+    con, dates, files, bytes_read, started, source, record=True
+) -> dict[dt.date, SourceStats]:
     stats = {
         d: SourceStats(source=source, landing_date=d, files=files.get(d, 0),
                        bytes_read=bytes_read.get(d, 0))
@@ -333,7 +417,8 @@ def _day_stats(con, dates, files, bytes_read, started, source) -> dict[dt.date, 
     seconds = round((time.perf_counter() - started) / max(len(dates), 1), 3)
     for s in stats.values():
         s.seconds = seconds
-    record_partitions(con, list(stats.values()))
+    if record:
+        record_partitions(con, list(stats.values()))
     return stats
 
 
@@ -356,18 +441,10 @@ def record_partitions(con, stats: list[SourceStats]) -> None:
     con.execute(f"insert into raw.landed_partitions values {rows}", params)
 
 
-def _no_snapshot(d: dt.date) -> IngestError:
-    return IngestError(
-        f"no accounts snapshot on or before {d}: events cannot be checked against known "
-        "accounts. Load the landing day that carries the first accounts.csv/users.csv first "
-        "(load days in date order, or use load_landing_days)."
-    )
-
-
 def load_events_days(con, landing_dir: Path, dates: list[dt.date]) -> dict[dt.date, SourceStats]:
     """Load the event files of several landing days set-based, in one transaction.
 
-    The days' accounts/users snapshots must be loaded already (same or earlier days).
+    The days' accounts/users snapshots, if any, must be loaded already (same or earlier days).
     """
     started = time.perf_counter()
     files: dict[dt.date, int] = {}

@@ -13,6 +13,9 @@ CANONICAL_EVENTS: tuple[str, ...] = (
     "Feature Used",
     "CSM Email Opened",
     "CSM Email Clicked",
+    # The catch-all of mapped event logs: any activity without a canonical name (the source's own
+    # name is kept in properties.source_event).
+    "Other Activity",
 )
 
 REASONS: tuple[str, ...] = (
@@ -27,6 +30,10 @@ REASONS: tuple[str, ...] = (
 )
 
 SOURCES: tuple[str, ...] = ("accounts", "users", "outcomes", "events")
+
+# The `source` of raw.landed_partitions and raw.quarantine rows written by a history load
+# (ingest.history): one landed row per event day the history covers.
+HISTORY_SOURCE = "history"
 
 _DDL = """
 create schema if not exists raw;
@@ -120,6 +127,20 @@ create table if not exists raw.landed_partitions (
     rows_quarantined bigint not null,
     duplicates_dropped bigint not null,
     late_events bigint not null,
+    opted_out_dropped bigint not null,
+    loaded_at timestamp not null
+);
+
+-- What each file of a history load contributed to each event day (ingest.history); the
+-- 'history' rows of raw.landed_partitions are their sums per day.
+create table if not exists raw.history_files (
+    source_file varchar not null,
+    landing_date date not null,
+    bytes_read bigint not null,
+    rows_read bigint not null,
+    rows_loaded bigint not null,
+    rows_quarantined bigint not null,
+    duplicates_dropped bigint not null,
     opted_out_dropped bigint not null,
     loaded_at timestamp not null
 );

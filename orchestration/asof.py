@@ -18,7 +18,7 @@ def resolve_as_of(con, config: AsOfConfig | None = None) -> dt.date:
     if config is not None and config.as_of_date:
         return dt.date.fromisoformat(config.as_of_date)
     row = con.execute(
-        "select max(landing_date) from raw.landed_partitions where source = 'events'"
+        "select max(landing_date) from raw.landed_partitions where source in ('events', 'history')"
     ).fetchone()
     if row is None or row[0] is None:
         raise dg.Failure(

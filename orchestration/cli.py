@@ -32,6 +32,16 @@ COMMANDS: dict[str, Command] = {
         "write simulated landing folders",
         "ea simulate --accounts 300 --start 2024-10-01 --end 2025-10-31 --out data/landing",
     ),
+    "load-history": Command(
+        "ingest.history:main",
+        "load a whole event history (CSV, Parquet, JSON Lines, text) by event date via a mapping",
+        "ea load-history --mapping my_mapping.yml exports/2019.csv exports/2020.csv",
+    ),
+    "job": Command(
+        "orchestration.jobs_cli:main",
+        "run one Dagster job here (recorded in $DAGSTER_HOME), e.g. the marts after a history load",
+        "ea job marts_job",
+    ),
     "alerts": Command(
         "alerts.cli:main",
         "validate rules, list / ack / snooze / resolve alerts, backtest",

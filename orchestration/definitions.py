@@ -4,30 +4,34 @@ import dagster as dg
 
 from orchestration.defs import STAGES
 from orchestration.defs.alerts import BACKTEST
-from orchestration.defs.ingest import LANDING_DAY_JOB, landing_days
+from orchestration.defs.ingest import HISTORY_KEY, LANDING_DAY_JOB, landing_days
 from orchestration.publishing import analyst_db_asset
 from orchestration.resources import shared_resources
 
 
 def _last_assets(stage_defs) -> list[dg.AssetKey]:
-    """Assets nothing else depends on (the on-demand backtest aside): what every job ends with."""
+    """Assets nothing else depends on (the on-demand backtest and history load aside): what every
+    job ends with."""
     keys, upstream = set(), set()
     for d in stage_defs:
         for assets_def in d.assets or []:
             if isinstance(assets_def, dg.AssetsDefinition):
                 keys |= set(assets_def.keys)
                 upstream |= set(assets_def.dependency_keys)
-    return sorted(keys - upstream - {BACKTEST}, key=lambda k: k.to_user_string())
+    return sorted(keys - upstream - {BACKTEST, HISTORY_KEY}, key=lambda k: k.to_user_string())
 
 
 # Published at the end of every run of the jobs below (it depends on every last asset), so the
 # analyst database shows the warehouse before or after a run, never half of one.
 analyst_db = analyst_db_asset(_last_assets([stage.defs for stage in STAGES]))
 
-_RAW = dg.AssetSelection.groups("raw")
+# The history load is run on demand with its own config (load_history_job), never by the daily
+# or landing-day jobs.
+_HISTORY = dg.AssetSelection.assets(HISTORY_KEY)
+_RAW = dg.AssetSelection.groups("raw") - _HISTORY
 _TRAINING = dg.AssetSelection.assets(["ml", "churn_model"], ["ml", "expansion_model"])
 _ON_DEMAND = dg.AssetSelection.assets(["alerts", "backtest"])
-_DAILY = dg.AssetSelection.all() - _RAW - _TRAINING - _ON_DEMAND
+_DAILY = dg.AssetSelection.all() - _RAW - _HISTORY - _TRAINING - _ON_DEMAND
 
 # Everything after ingestion, as of the latest landed day: marts (incremental), scores, alerts,
 # deliveries. Models are not retrained here; scoring uses the registry's champions.
@@ -51,7 +55,7 @@ landing_day_job = dg.define_asset_job(
 # The first run on a new warehouse (and the demo): the daily run plus training both models.
 full_pipeline_job = dg.define_asset_job(
     "full_pipeline_job",
-    selection=dg.AssetSelection.all() - _RAW - _ON_DEMAND,
+    selection=dg.AssetSelection.all() - _RAW - _HISTORY - _ON_DEMAND,
     description="Marts, training with champion gating, scoring, alerts and deliveries in one run.",
 )
 

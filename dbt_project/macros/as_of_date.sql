@@ -7,7 +7,7 @@
     {%- if value -%}
         cast('{{ value }}' as date)
     {%- else -%}
-        (select max(landing_date) from {{ ref('stg_raw__landed_partitions') }} where source_name = 'events')
+        (select max(landing_date) from {{ ref('stg_raw__landed_partitions') }} where source_name in ('events', 'history'))
     {%- endif -%}
 {%- endmacro %}
 

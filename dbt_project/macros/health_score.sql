@@ -116,10 +116,11 @@
 {%- endmacro %}
 
 
-{#- Account segment from ARR, thresholds from the health_score var. -#}
+{#- Account segment from ARR, thresholds from the health_score var; unknown ARR, unknown segment. -#}
 {% macro account_segment(arr_column) -%}
     {%- set seg = var('health_score').get('segmentation', {}) -%}
     case
+        when {{ arr_column }} is null then null
         when {{ arr_column }} >= {{ seg.get('enterprise_min_arr', 100000) }} then 'enterprise'
         when {{ arr_column }} >= {{ seg.get('mid_market_min_arr', 25000) }} then 'mid_market'
         else 'smb'

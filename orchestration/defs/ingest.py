@@ -21,7 +21,9 @@ from ingest import (
     load_landing_days,
     quality,
 )
-from ingest.schema import SOURCES
+from ingest.byo import ByoMapping
+from ingest.history import DEFAULT_BATCH_ROWS, HistoryStats, load_history
+from ingest.schema import HISTORY_SOURCE, SOURCES
 from orchestration.resources import PathsResource
 
 landing_days = dg.DynamicPartitionsDefinition(name="landing_days")
@@ -89,6 +91,7 @@ def _metadata(source: str, days: list[LoadStats], seconds: float) -> dict:
 
 
 def _quarantine_examples(con, source: str, days: list[dt.date]) -> dg.MetadataValue:
+    """Up to two quarantined rows per reason (file:line and detail) of these days."""
     rows = con.execute(
         """
         select reason, source_file || ':' || source_line as loc, detail
@@ -246,9 +249,131 @@ def ingest_daily(context: dg.ScheduleEvaluationContext, paths: PathsResource):
     return _range_request(pending, f"{pending[0]}..{pending[-1]}:{digest}:{tick}")
 
 
+HISTORY_KEY = dg.AssetKey(["raw", "history"])
+
+
+class HistoryConfig(dg.Config):
+    """Run config of `load_history_job`: the mapping file and the export files or folders."""
+
+    mapping: str = ""
+    paths: list[str] = []
+    batch_rows: int = DEFAULT_BATCH_ROWS
+
+
+def _resolve(path: str, base: Path) -> Path:
+    """An absolute path, a path from the current folder, or one inside `base` (the config dir)."""
+    p = Path(path)
+    if p.is_absolute() or p.exists():
+        return p
+    return base / p
+
+
+def _history_metadata(stats: HistoryStats) -> dict:
+    day = lambda d: d.isoformat() if d else ""  # noqa: E731
+    return {
+        "files": dg.MetadataValue.md(
+            "\n".join(
+                ["| file | bytes | rows | with a problem | event days | ignored columns |",
+                 "|---|---:|---:|---:|---|---|"]
+                + [
+                    f"| `{f.name}` | {f.bytes:,} | {f.rows:,} | {f.rows - f.good_rows:,} | "
+                    f"{day(f.first_date)}..{day(f.last_date)} | "
+                    f"{', '.join(f.ignored_columns) or '-'} |"
+                    for f in stats.files
+                ]
+            )
+        ),
+        "first_day": day(stats.first_day),
+        "last_day": day(stats.last_day),
+        "history_covers": f"{day(stats.covered_from)}..{day(stats.covered_to)}",
+        "batches": stats.batches,
+        "bytes_read": stats.bytes_read,
+        "rows_read": stats.rows_read,
+        "rows_loaded": stats.rows_loaded,
+        "rows_quarantined": stats.rows_quarantined,
+        "quarantined_by_reason": dg.MetadataValue.json(stats.quarantined_by_reason),
+        "duplicates_dropped": stats.duplicates_dropped,
+        "opted_out_dropped": stats.opted_out_dropped,
+        "quiet_gaps": dg.MetadataValue.json([[day(a), day(b)] for a, b in stats.quiet_gaps]),
+        "seconds": stats.seconds,
+        "events_per_second": round(stats.rows_read / stats.seconds) if stats.seconds else 0,
+    }  # fmt: skip
+
+
+@dg.asset(
+    key=HISTORY_KEY,
+    group_name="raw",
+    kinds={"duckdb"},
+    description="A whole event history (CSV, Parquet, JSON Lines or text exports, through a "
+    "mapping file) loaded into raw.events by event date: every day from its first to its last "
+    "event is a landed day (raw.landed_partitions source 'history'). Same classification, "
+    "dedupe and quarantine as landing days; re-running with the same files changes nothing.",
+    check_specs=[
+        dg.AssetCheckSpec(name, asset=HISTORY_KEY, blocking=blocking)
+        for name, blocking in quality.CHECKS["events"]
+    ],
+)
+def raw_history(
+    context: dg.AssetExecutionContext,
+    config: HistoryConfig,
+    duckdb: DuckDBResource,
+    paths: PathsResource,
+):
+    """Load the configured export files (same as `ea load-history`), then check what loaded."""
+    if not config.mapping or not config.paths:
+        raise dg.Failure(
+            "load_history_job needs run config: ops: raw__history: config: {mapping: "
+            "<mapping file>, paths: [<export file or folder>, ...]}"
+        )
+    try:
+        mapping = ByoMapping.from_yaml(_resolve(config.mapping, paths.config))
+        with duckdb.get_connection() as con:
+            stats = load_history(
+                con,
+                [_resolve(p, paths.data) for p in config.paths],
+                mapping,
+                batch_rows=config.batch_rows,
+                progress=context.log.info,
+            )
+            days = (
+                [stats.first_day + dt.timedelta(days=i)
+                 for i in range((stats.last_day - stats.first_day).days + 1)]
+                if stats.first_day else []
+            )  # fmt: skip
+            examples = _quarantine_examples(con, HISTORY_SOURCE, days)
+            checks = quality.SUITES["events"](con, days) if days else []
+    except IngestError as exc:
+        raise dg.Failure(description=str(exc)) from exc
+    meta = _history_metadata(stats)
+    meta["quarantine_examples"] = examples
+    yield dg.MaterializeResult(asset_key=HISTORY_KEY, metadata=meta)
+    for r in checks:
+        yield dg.AssetCheckResult(
+            asset_key=HISTORY_KEY,
+            check_name=r.name,
+            passed=r.passed,
+            severity=dg.AssetCheckSeverity.ERROR if r.blocking else dg.AssetCheckSeverity.WARN,
+            description=r.description,
+            metadata={
+                "checked_rows": r.checked_rows,
+                "rows_in_scope": r.rows_in_scope,
+                "scope": r.scope,
+                "unexpected_count": r.unexpected_count,
+                "failing_examples": dg.MetadataValue.json(r.examples),
+            },
+        )
+
+
+load_history_job = dg.define_asset_job(
+    "load_history_job",
+    selection=dg.AssetSelection.assets(HISTORY_KEY),
+    description="Load a whole event history by event date (run config: mapping, paths); then run "
+    "full_pipeline_job (first time) or daily_job for the marts and everything after them.",
+)
+
 defs = dg.Definitions(
-    assets=[raw_landing],
-    jobs=[ingest_job],
+    assets=[raw_landing, raw_history],
+    jobs=[ingest_job, load_history_job],
     sensors=[landing_sensor],
     schedules=[ingest_daily],
 )

@@ -39,6 +39,10 @@ LOOKBACK_DAYS = 5
 # model instead of one per day (each statement re-reads the 90-day look-back of account_health);
 # longer runs (first run, full refresh, catch-up) use year-sized batches. The rows are the same.
 DAILY_BATCH_LIMIT_DAYS = 31
+# A year batch of account_health holds accounts x 365 account-days of window state at once; above
+# this many (e.g. CDNOW's 23,570 customers) month batches keep a full build within DuckDB's
+# memory limit. The large benchmark tier (5,000 accounts) still builds in year batches.
+YEAR_BATCH_MAX_ACCOUNT_DAYS = 3_000_000
 # The engine dbt builds on: `duckdb` (default) or `spark` (Spark extra; dbt_project/profiles.yml).
 ENGINES = ("duckdb", "spark")
 DBT_TARGET = os.environ.get("EA_DBT_TARGET", "duckdb").strip() or "duckdb"
@@ -159,9 +163,11 @@ def build_window(
     first_landed: dt.date,
     latest_built: dt.date | None,
     full_refresh: bool = False,
+    accounts: int = 0,
 ) -> BuildWindow:
     """The days to (re)build: everything on a first run or a full refresh, else the days since
-    the last built day plus LOOKBACK_DAYS before them (late events).
+    the last built day plus LOOKBACK_DAYS before them (late events). `accounts` (how many the
+    warehouse has) picks month batches for long builds that would not fit a year batch.
     """
     if full_refresh or latest_built is None:
         start, full_refresh = first_landed, True
@@ -170,7 +176,8 @@ def build_window(
         start = max(start, first_landed)
     end = as_of + dt.timedelta(days=1)
     if (end - start).days > DAILY_BATCH_LIMIT_DAYS:
-        batch_size = "year"
+        year_days = accounts * min((end - start).days, 366)
+        batch_size = "month" if year_days > YEAR_BATCH_MAX_ACCOUNT_DAYS else "year"
     elif latest_built is not None and latest_built > as_of and not full_refresh:
         # replaying an older day: a month batch would delete the later days of its month that
         # this run does not rebuild, so only the window's own days are replaced
@@ -230,10 +237,13 @@ def load_health_config(config_dir: Path) -> dict[str, Any]:
     return loaded
 
 
-def _warehouse_state(con) -> tuple[dt.date | None, dt.date | None]:
-    """(first landed events day, last as_of_date already in marts.account_health)."""
+def _warehouse_state(con) -> tuple[dt.date | None, dt.date | None, int]:
+    """(first landed events day, last as_of_date in marts.account_health, about how many
+    accounts the events hold).
+    """
     first = con.execute(
-        "select min(landing_date) from raw.landed_partitions where source = 'events'"
+        "select min(landing_date) from raw.landed_partitions "
+        "where source in ('events', 'history')"
     ).fetchone()[0]
     exists = con.execute(
         "select count(*) from information_schema.tables "
@@ -244,7 +254,8 @@ def _warehouse_state(con) -> tuple[dt.date | None, dt.date | None]:
         if exists
         else None
     )
-    return first, latest
+    accounts = con.execute("select approx_count_distinct(account_id) from raw.events").fetchone()[0]
+    return first, latest, int(accounts or 0)
 
 
 def _mart_metadata(con, as_of: dt.date) -> dict[str, dict[str, Any]]:
@@ -325,10 +336,10 @@ def marts_dbt(
     # Read what we need and close the connection: dbt needs DuckDB's single writer lock.
     with duckdb.get_connection() as con:
         as_of = resolve_as_of(con, config)
-        first_landed, latest_built = _warehouse_state(con)
+        first_landed, latest_built, accounts = _warehouse_state(con)
     if first_landed is None:
         raise dg.Failure("raw.landed_partitions has no events day: run the ingestion assets first.")
-    window = build_window(as_of, first_landed, latest_built, config.full_refresh)
+    window = build_window(as_of, first_landed, latest_built, config.full_refresh, accounts)
     spark = spark_dir_layout(_spark_dir(paths)) if DBT_TARGET == "spark" else None
     exported: dict[str, int] = {}
     if spark:

@@ -1,6 +1,7 @@
 import datetime as dt
 import gzip
 import json
+from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -19,6 +20,8 @@ from orchestration.defs.ingest import (
 )
 from orchestration.resources import shared_resources
 from tests.ingest.conftest import account, event, user, write_day
+
+REPO = Path(__file__).resolve().parents[2]
 
 DAYS = ["2025-03-04", "2025-03-05"]
 
@@ -158,3 +161,34 @@ def test_daily_schedule_loads_every_day_not_loaded_yet(ea_env, instance):
     assert materialize(instance, partition_key=DAYS[0]).success
     req = tick()
     assert req.partition_key == DAYS[1] and req.run_key.startswith(DAYS[1] + ":")
+
+
+def test_load_history_job_loads_an_export_with_metadata_and_checks(ea_env, instance):
+    from orchestration.definitions import defs
+
+    job = defs.resolve_job_def("load_history_job")
+    config = {
+        "mapping": "byo_mapping.example.yml",  # found in EA_CONFIG_DIR
+        "paths": [str(REPO / "data" / "byo" / "portal_export_2025-03-04.csv")],
+    }
+    result = job.execute_in_process(
+        instance=instance, run_config={"ops": {"raw__history": {"config": config}}}
+    )
+    assert result.success
+    (mat,) = result.asset_materializations_for_node("raw__history")
+    meta = {k: v.value for k, v in mat.metadata.items()}
+    # No snapshots at all: every account in the export is an account; the one bad timestamp
+    # and the copied line are the only rows not loaded.
+    assert (meta["rows_read"], meta["rows_loaded"], meta["duplicates_dropped"]) == (11, 9, 1)
+    assert meta["quarantined_by_reason"] == {"bad_type": 1}
+    assert meta["history_covers"] == "2025-03-03..2025-03-04"
+    assert "portal_export_2025-03-04.csv" in meta["files"] and "bad_type" in meta[
+        "quarantine_examples"
+    ]
+    checks = result.get_asset_check_evaluations()
+    assert checks and all(c.passed for c in checks)
+    # A run without config says what to give.
+    failed = job.execute_in_process(instance=instance, raise_on_error=False)
+    assert not failed.success
+    message = failed.get_step_failure_events()[0].step_failure_data.error.message
+    assert "mapping" in message and "paths" in message

@@ -184,10 +184,23 @@ def test_folder_without_or_disagreeing_with_manifest_is_refused(landing, con):
         load_landing_day(con, landing, d("2025-03-04"))
 
 
-def test_events_before_any_snapshot_give_a_clear_error(landing, con):
-    write_day(landing, "2025-03-04", events=[event("m1")])
-    with pytest.raises(IngestError, match="no accounts snapshot on or before 2025-03-04"):
-        load_landing_day(con, landing, d("2025-03-04"))
+def test_without_snapshots_the_event_log_says_which_accounts_exist(landing, con):
+    # No CRM at all: every account and user in the events is known; nothing is quarantined as
+    # unknown and nothing is dropped for consent.
+    write_day(landing, "2025-03-03", events=[event("m1", account_id="a_x", user_id="u_x")])
+    stats = load_landing_day(con, landing, d("2025-03-03"))
+    assert (stats.events.rows_loaded, stats.events.rows_quarantined) == (1, 0)
+    # Once a snapshot exists it is the list of accounts; days before it are checked against it
+    # (a re-loaded earlier day included), days after against the latest one up to them.
+    write_day(landing, "2025-03-04", events=[event("m2"), event("m3", account_id="a_x")],
+              accounts=ACCOUNTS, users=USERS)  # fmt: skip
+    load_landing_day(con, landing, d("2025-03-04"))
+    again = load_landing_day(con, landing, d("2025-03-03"))
+    assert again.events.quarantined_by_reason == {"unknown_account": 1}
+    assert quarantine(con) == [(1, "unknown_account"), (2, "unknown_account")]
+    assert con.execute("select list(message_id order by 1) from raw.events").fetchone()[0] == [
+        "m2"
+    ]
 
 
 def test_bad_snapshot_and_outcome_rows_are_quarantined(landing, con):

@@ -51,6 +51,14 @@ def test_first_run_builds_all_history_in_year_batches():
     )
 
 
+def test_many_accounts_build_in_month_batches_to_stay_within_memory():
+    marts = marts_module()
+    # CDNOW: 23,570 customers over 546 days; the large benchmark tier: 5,000 accounts, a year
+    cdnow = marts.build_window(D(1998, 6, 30), D(1997, 1, 1), None, accounts=23_570)
+    large = marts.build_window(D(2025, 10, 31), D(2024, 11, 1), None, accounts=5_000)
+    assert (cdnow.batch_size, large.batch_size) == ("month", "year")
+
+
 def test_daily_run_rebuilds_the_new_day_and_the_late_event_lookback():
     marts = marts_module()
     w = marts.build_window(D(2025, 6, 30), D(2025, 1, 1), latest_built=D(2025, 6, 29))

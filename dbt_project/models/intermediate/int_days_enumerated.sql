@@ -1,11 +1,12 @@
--- One row per calendar day from the first landed events day to the as-of date.
+-- One row per calendar day from the first landed events day (a landing folder or a day of the
+-- loaded history) to the as-of date.
 -- Built from a cross join of digits (no engine-specific series function), up to 10,000 days.
 with
 
 landed as (
 
     select landing_date from {{ ref('stg_raw__landed_partitions') }}
-    where source_name = 'events'
+    where source_name in ('events', 'history')
 
 ),
 

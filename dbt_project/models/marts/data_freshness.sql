@@ -12,7 +12,7 @@ landed_partitions as (
 
     select * from {{ ref('stg_raw__landed_partitions') }}
     where
-        source_name = 'events'
+        source_name in ('events', 'history')
         and landing_date <= {{ as_of_date() }}
 
 ),

@@ -7,6 +7,12 @@ history as (
 
 ),
 
+activity as (
+
+    select * from {{ ref('int_account_activity_spans') }}
+
+),
+
 outcomes as (
 
     select * from {{ ref('stg_raw__outcomes') }}
@@ -65,7 +71,10 @@ final as (
         history.region,
         history.has_tracking_consent as tracking_consent,
         history.segment,
+        history.has_crm_record,
         first_versions.first_seen_date,
+        activity.first_activity_date,
+        activity.last_activity_date,
         history.valid_from as attributes_valid_from,
         churns.churned_date,
         churns.churned_date is not null as is_churned,
@@ -74,6 +83,8 @@ final as (
     from history
     inner join first_versions
         on history.account_id = first_versions.account_id
+    left join activity
+        on history.account_id = activity.account_id
     left join churns
         on history.account_id = churns.account_id
     left join dormancy

@@ -47,7 +47,7 @@ account_versions as (
 landed_partitions as (
 
     select * from {{ ref('stg_raw__landed_partitions') }}
-    where source_name = 'events'
+    where source_name in ('events', 'history')
 
 ),
 
@@ -94,9 +94,11 @@ first_landed as (
 
 account_starts as (
 
+    -- the contract start from the CRM; an account known only from its events starts with them
     select
         account_id,
-        min(contract_start_date) as contract_start_date
+        min(case when has_crm_record then contract_start_date else valid_from end)
+            as contract_start_date
     from account_versions
     group by account_id
 
@@ -115,7 +117,7 @@ churns as (
 
 spine as (
 
-    -- an account has a row on each day it is a customer and consents to tracking
+    -- an account has a row on each day it is a customer and does not refuse tracking
     select
         account_versions.account_id,
         calendar.calendar_date as activity_date
@@ -130,7 +132,8 @@ spine as (
     left join churns
         on account_versions.account_id = churns.account_id
     where
-        account_versions.has_tracking_consent
+        -- unknown consent (no CRM record): the event log was given to us to be used
+        (account_versions.has_tracking_consent or account_versions.has_tracking_consent is null)
         and calendar.calendar_date >= coalesce(account_starts.contract_start_date, first_landed.first_landed_date)
         and calendar.calendar_date >= first_landed.first_landed_date
         and (churns.churned_date is null or calendar.calendar_date <= churns.churned_date)

@@ -11,7 +11,8 @@ from orchestration.resources import shared_resources
 
 def _last_assets(stage_defs) -> list[dg.AssetKey]:
     """Assets nothing else depends on (the on-demand backtest and history load aside): what every
-    job ends with."""
+    job ends with.
+    """
     keys, upstream = set(), set()
     for d in stage_defs:
         for assets_def in d.assets or []:

@@ -191,6 +191,15 @@ class WebhookSender:
     def __init__(self, config: ChatConfig, client: httpx.Client | None = None):
         self.config = config
         self.client = client
+        self._own: httpx.Client | None = None
+
+    def _http(self) -> httpx.Client:
+        # One client per sender: its TLS setup and connections are reused for every post.
+        if self.client is not None:
+            return self.client
+        if self._own is None:
+            self._own = httpx.Client(timeout=self.config.timeout_seconds)
+        return self._own
 
     def __call__(self, row: OutboxRow) -> SendResult:
         channel, _, audience = row.recipient.partition(":")
@@ -202,7 +211,7 @@ class WebhookSender:
                 "(config/routing.yml second_channel names this channel)"
             )
         body = row.payload["body"]
-        client = self.client or httpx.Client(timeout=self.config.timeout_seconds)
+        client = self._http()
         try:
             for _ in range(INLINE_RETRIES + 1):
                 response = client.post(url, json=body)
@@ -214,9 +223,6 @@ class WebhookSender:
                 time.sleep(wait)
         except httpx.TransportError as exc:
             raise DeliveryError(f"{channel} webhook unreachable ({type(exc).__name__})") from None
-        finally:
-            if self.client is None:
-                client.close()
         text = response.text[:200]
         if 200 <= response.status_code < 300:
             return SendResult(external_id=f"{channel}:{response.status_code}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import re
 from collections import defaultdict
@@ -35,6 +36,7 @@ MAX_CARDS = 10
 MAX_TABLE_ROWS = 50
 
 
+@functools.lru_cache(maxsize=8)
 def environment(templates_dir: Path) -> jinja2.Environment:
     """The jinja2 environment for config/templates/email (HTML autoescaped, text not)."""
     if not (Path(templates_dir) / "digest.html.j2").exists():

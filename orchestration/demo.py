@@ -55,9 +55,15 @@ def _demo_config(data: Path) -> None:
     shutil.copytree(_env_path("EA_CONFIG_DIR"), config)
     routing = yaml.safe_load((config / "routing.yml").read_text())
     routing["holdout"] = {"enabled": True, "share": 0.2, "salt": "demo"}
+    # The second channel: critical alerts, escalations and failures also on Slack and Teams
+    # (the demo's local webhook capture stands in for both services).
+    routing["second_channel"] = {"critical": ["slack", "teams"], "data_team": ["slack"]}
     (config / "routing.yml").write_text(yaml.safe_dump(routing, sort_keys=False))
     os.environ["EA_CONFIG_DIR"] = str(config)
-    say(f"config copied to {config} with a 20% holdout (control group) switched on")
+    say(
+        f"config copied to {config} with a 20% holdout (control group) switched on "
+        "(critical alerts are always delivered) and Slack + Teams as the second channel"
+    )
 
 
 def _csm_step(day: dt.date, source: Path, seed: int) -> None:
@@ -180,7 +186,11 @@ def critical_summary(result) -> str:
     if not new:
         return "No new critical alerts or escalations."
     examples = ", ".join(str(v) for v in meta["examples"].value)
-    return f"{sent} email(s) sent right after the alerts (criticals, SLA escalations): {examples}"
+    chat = meta["new_chat_messages"].value if "new_chat_messages" in meta else 0
+    return (
+        f"{sent} message(s) sent right after the alerts ({new} email(s), {chat} Slack/Teams "
+        f"post(s): criticals, escalations): {examples}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -200,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     mail = data / "mail"
 
     # A fresh world each time: the demo is a replay, not an accumulation.
-    for path in (landing, source, truth, mail, data / "mlartifacts"):
+    for path in (landing, source, truth, mail, data / "mlartifacts", data / "chat"):
         shutil.rmtree(path, ignore_errors=True)
     for path in (Path(os.environ["DUCKDB_DATABASE"]), data / "mlflow.db"):
         path.unlink(missing_ok=True)
@@ -214,6 +224,15 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["SMTP_HOST"] = "127.0.0.1"
     os.environ["SMTP_PORT"] = str(capture.port)
     say(f"SMTP capture server on 127.0.0.1:{capture.port}, storing mail in {mail}")
+    from notifications.chat_capture import ChatCapture
+
+    chat = ChatCapture(data / "chat").start()
+    os.environ["SLACK_WEBHOOK_URL"] = chat.url("slack")
+    os.environ["TEAMS_WEBHOOK_URL"] = chat.url("teams")
+    say(
+        f"Slack and Teams webhook capture on 127.0.0.1:{chat.port}, "
+        f"storing posts in {chat.directory}"
+    )
 
     from simulator import SimConfig, simulate
 
@@ -269,10 +288,12 @@ def main(argv: list[str] | None = None) -> int:
     # day's CSM actions.
     demo.run("kpis_job")
     capture.stop()
+    chat.stop()
     say("5/5 summary")
-    from orchestration.summary import print_summary
+    from orchestration.summary import print_critical_summary, print_summary
 
     print_summary(data, mail, time.perf_counter() - began)
+    print_critical_summary(data)
     return 0
 
 

@@ -66,5 +66,3 @@ def publish_analyst_database_op(
 ) -> None:
     meta = publish_analyst_db(context, duckdb, paths, set(ALWAYS_REFRESHED))
     context.log_event(dg.AssetMaterialization(asset_key=ANALYST_DB, metadata=meta))
-
-

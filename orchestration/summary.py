@@ -104,3 +104,71 @@ def print_summary(data: Path, mail: Path, seconds: float) -> None:
     print(f"  whole warehouse   .venv/bin/ea sql --full   (on {database})")
     print("  alerts CLI        .venv/bin/python -m alerts list --as <csm email>")
     print(f"  ground truth      {data / 'ground_truth'} (the simulator's hidden truth)")
+
+
+def critical_delivery_figures(con, holdout=None) -> dict:
+    """Critical alerts raised vs delivered (email, Slack, Teams), those of holdout accounts,
+    the reconciliation's missed conditions, and seconds from an alert's evaluation to its
+    Slack/Teams post (median, max).
+    """
+    from alerts.holdout import in_holdout
+
+    alerts = _rows(
+        con,
+        """
+        select a.alert_id, a.account_id,
+               max(case when o.channel = 'email' and o.status = 'sent' then 1 else 0 end),
+               max(case when o.channel = 'slack' and o.status = 'sent' then 1 else 0 end),
+               max(case when o.channel = 'teams' and o.status = 'sent' then 1 else 0 end),
+               min(case when o.channel in ('slack', 'teams') and o.status = 'sent'
+                   then date_diff('millisecond', r.evaluated_at, o.sent_at) end) / 1000.0
+        from alerts.alerts a
+        left join ops.outbox o
+          on o.alert_id = a.alert_id and o.idempotency_key like 'critical:%'
+        left join alerts.evaluation_runs r on r.as_of_date = a.first_raised_on
+        where a.severity = 'critical' and a.account_id != '*'
+        group by a.alert_id, a.account_id
+        """,
+    )
+    latencies = sorted(x[5] for x in alerts if x[5] is not None)
+    return {
+        "raised": len(alerts),
+        "in_holdout_group": sum(bool(holdout and in_holdout(a[1], holdout)) for a in alerts),
+        "emailed": sum(a[2] for a in alerts),
+        "on_slack": sum(a[3] for a in alerts),
+        "on_teams": sum(a[4] for a in alerts),
+        "delivered": sum(1 for a in alerts if a[2] or a[3] or a[4]),
+        "missed_condition_days": _one(
+            con, "select count(*) from kpis.critical_reconciliation where is_missed"
+        ),
+        "condition_days": _one(con, "select count(*) from kpis.critical_reconciliation"),
+        "chat_seconds_median": latencies[len(latencies) // 2] if latencies else None,
+        "chat_seconds_max": latencies[-1] if latencies else None,
+    }
+
+
+def print_critical_summary(data: Path) -> None:
+    """The zero-missed-criticals figures of the demo (README, "Critical alerts")."""
+    from alerts.rules import load_routing
+
+    routing = load_routing(Path(os.environ["EA_CONFIG_DIR"]) / "routing.yml")
+    con = duckdb.connect(os.environ["DUCKDB_DATABASE"], read_only=True)
+    try:
+        f = critical_delivery_figures(con, routing.holdout)
+    finally:
+        con.close()
+    share = f"{routing.holdout.share:.0%}" if routing.holdout.enabled else "off"
+    print(
+        f"\nCritical alerts (holdout {share}): {f['raised']} raised, {f['delivered']} delivered "
+        f"({f['emailed']} by email, {f['on_slack']} on Slack, {f['on_teams']} on Teams); "
+        f"{f['in_holdout_group']} of them for accounts in the holdout group"
+    )
+    print(
+        f"  reconciliation: {f['condition_days']} (account, critical rule, day) conditions on "
+        f"landed days, {f['missed_condition_days']} missed"
+    )
+    if f["chat_seconds_median"] is not None:
+        print(
+            f"  evaluation to Slack/Teams post: median {f['chat_seconds_median']:.1f} s, "
+            f"max {f['chat_seconds_max']:.1f} s; posts stored in {data / 'chat'}"
+        )

@@ -224,3 +224,39 @@ def test_hubspot_tasks_and_status_sync_sensor(ea_env, monkeypatch):
     ).fetchall()[0]
     con.close()
     assert status == "resolved" and reason == "task completed: Exec sponsor call done."
+
+
+def test_blocking_check_fails_the_run_and_tells_the_data_team(ea_env, capture, tmp_path):
+    from tests.notifications.chat_servers import SlackWebhookServer
+
+    con = duckdb.connect(str(ea_env["DUCKDB_DATABASE"]))
+    load_sample(con, DAY)
+    # The two critical alerts were seen on DAY, the latest evaluated day, and nobody was told.
+    con.execute("update alerts.alerts set last_seen_on = ? where severity = 'critical'", [DAY])
+    con.execute("insert into alerts.evaluation_runs (as_of_date, evaluated_at) values (?, now())",
+                [DAY])  # fmt: skip
+    con.close()
+    config_dir = tmp_path / "config"
+    config_dir.mkdir()
+    (config_dir / "routing.yml").write_text(
+        "admins: [cs-director@example.com]\ndata_team: data-team@example.com\n"
+        "second_channel: {critical: [slack], data_team: [slack]}\n"
+    )
+    with SlackWebhookServer() as slack:
+        resources = {
+            **_resources(ea_env, config_dir),
+            "smtp": deliveries.SmtpResource(port=capture.port),
+            "chat": deliveries.ChatResource(slack_webhook_url=slack.url),
+        }
+        result = dg.materialize(
+            [deliveries.outbox, deliveries.critical_alerts_delivered],
+            resources=resources,
+            raise_on_error=False,
+        )
+        (check,) = result.get_asset_check_evaluations()
+        assert check.passed is False and check.metadata["violations"].value == 2
+        (post,) = slack.received
+        assert post["text"].startswith(f"Critical alerts not delivered for {DAY}: 2 alert(s)")
+    (mail,) = capture.messages()
+    assert mail.envelope_to == ["data-team@example.com"]
+    assert not result.success  # blocking: the failed check fails the run

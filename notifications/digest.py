@@ -429,6 +429,8 @@ def build_escalations(
         subject = (
             f"Reminder: {c['account_name']} - {c['alert_type']} still not acknowledged"
             if step.startswith("reminder")
+            else f"Escalation: {c['account_name']} - {c['alert_type']} not acknowledged"
+            if step.startswith("step")
             else f"Escalation: {c['account_name']} - {c['alert_type']} past its SLA"
         )
         context = {

@@ -184,7 +184,7 @@ def create_app(settings: InboxSettings) -> Starlette:
         show = request.query_params.get("show", "active")
         if show not in ("active", "snoozed", "closed"):
             show = "active"
-        groups = views.inbox_list(alerts, today, show)
+        groups = views.inbox_list(alerts, today, show, glossary())
         selected = None
         if alert_id is not None:
             selected = next((a for a in alerts if a["alert_id"] == alert_id), None)

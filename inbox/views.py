@@ -117,7 +117,10 @@ def _sort_key(a: dict[str, Any]):
 
 
 def inbox_list(
-    alerts: list[dict[str, Any]], today: dt.date, show: str = "active"
+    alerts: list[dict[str, Any]],
+    today: dt.date,
+    show: str = "active",
+    glossary: Glossary | None = None,
 ) -> list[dict[str, Any]]:
     """Alerts for the list, grouped by account, worst first (critical accounts on top).
 
@@ -144,6 +147,8 @@ def inbox_list(
                 "alerts": [],
             },
         )
+        if glossary is not None:
+            a["title"] = glossary.term("alert_types", a.get("alert_type"))
         g["alerts"].append(a)
         if g["arr"] == "n/a" and a.get("arr") is not None:
             g["arr"] = money(a.get("arr"))
@@ -181,16 +186,16 @@ def _metric_tiles(m: dict[str, Any] | None, glossary: Glossary) -> list[dict[str
             "arrow": "",
             "tone": "muted",
         }
+        number = _as_number(value)
         if value is not None:
-            tile.update(
-                known=True, value=f"{value:,.0f}" if isinstance(value, (int, float)) else str(value)
-            )
-            if prev is None:
+            tile.update(known=True, value=f"{number:,.0f}" if number is not None else str(value))
+            prev = _as_number(prev)
+            if prev is None or number is None:
                 tile["change"] = "no earlier figure"
             elif prev == 0:
                 tile["change"] = "none before" if value else "none either"
             else:
-                ratio = (float(value) - float(prev)) / float(prev)
+                ratio = (number - prev) / prev
                 spec = glossary.columns.get(col) or {}
                 higher = spec.get("higher_is", "better")
                 direction = 0 if round(ratio * 100) == 0 else (1 if ratio > 0 else -1)
@@ -204,6 +209,16 @@ def _metric_tiles(m: dict[str, Any] | None, glossary: Glossary) -> list[dict[str
                 tile["tone"] = "muted" if not direction else ("positive" if good else "critical")
         tiles.append(tile)
     return tiles
+
+
+def _as_number(value: Any) -> float | None:
+    """Numbers as floats (DuckDB hands back Decimal for some columns); anything else None."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def _facts(m: dict[str, Any] | None, glossary: Glossary) -> list[str]:

@@ -177,3 +177,45 @@ def test_a_broken_glossary_says_what_to_fix(tmp_path, bad):
     path.write_text(bad)
     with pytest.raises(ValueError, match="glossary.yml"):
         load_glossary(path)
+
+
+def test_recommendations_never_quote_model_contributions():
+    from alerts.rules import template_env
+
+    env = template_env(TEMPLATES.parents[0] / "recommendations")
+    drivers = [
+        {"feature": "days_to_renewal", "contribution": 2.86, "label": "days to renewal (+2.86)"},
+        {"feature": "arr", "contribution": 0.43, "label": "arr (+0.43)"},
+    ]
+    row = {
+        "dormant_since_date": "2025-01-01",
+        "accounts_affected": 3,
+        "day_is_landed": False,
+        "active_users_28d": 6,
+        "active_users_prev_28d": 10,
+        "logins_28d": 40,
+        "logins_prev_28d": 90,
+        "plan": "growth",
+        "days_to_renewal": 15,
+        "health_tier": "at_risk",
+        "seat_utilisation": 0.97,
+        "days_since_admin_activity": 30,
+        "feature_breadth_28d": 2,
+        "seats": 40,
+    }
+    context = {
+        "account_name": "Acme",
+        "arr": 120000,
+        "probability": 0.8,
+        "severity": "high",
+        "title": "t",
+        "action": "call",
+        "drivers": drivers,
+        "values": row,
+        "row": row,
+        "as_of_date": "2025-03-04",
+        "account_id": "a_001",
+    }
+    for name in env.list_templates():
+        text = env.get_template(name).render(**context)
+        assert not RULE_SYNTAX.search(text), (name, text)

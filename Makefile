@@ -43,7 +43,7 @@ $(SPARK_STAMP): $(STAMP) requirements-spark.lock
 install-spark: $(SPARK_STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m orchestration.demo
+	$(BIN)/ea demo
 
 test: $(SPARK_STAMP)
 	$(BIN)/ruff check .
@@ -62,13 +62,13 @@ lint: $(STAMP)
 ui: $(STAMP)
 	@pids=""; \
 	if [ "$${SMTP_HOST:-127.0.0.1}" = 127.0.0.1 ]; then \
-	  $(BIN)/python -m notifications.capture --port $${SMTP_PORT:-8025} --dir $(EA_DATA_DIR)/mail & pids="$$!"; fi; \
-	$(BIN)/python -m inbox.cli serve & pids="$$pids $$!"; \
+	  $(BIN)/ea mail-capture --port $${SMTP_PORT:-8025} --dir $(EA_DATA_DIR)/mail & pids="$$!"; fi; \
+	$(BIN)/ea inbox serve & pids="$$pids $$!"; \
 	trap 'kill $$pids 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/dagster dev -w workspace.yaml -p 3000
 
 inbox: $(STAMP)
-	$(BIN)/python -m inbox.cli serve
+	$(BIN)/ea inbox serve
 
 # Debian's chromium + chromedriver (browser tests) and fonts-inter (the inbox's font), when missing.
 browser:
@@ -78,7 +78,7 @@ mlflow-ui: $(STAMP)
 	$(BIN)/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) -p 5000
 
 bench: $(STAMP)
-	$(BIN)/python -m bench
+	$(BIN)/ea bench
 
 clean:
 	rm -rf $(VENV) .dagster_home data/landing data/*.duckdb* data/mlflow* data/outbox data/mail dbt_project/target

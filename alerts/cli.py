@@ -26,7 +26,19 @@ def _date(text: str) -> dt.date:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m alerts", description=__doc__)
+    p = argparse.ArgumentParser(
+        prog="ea alerts",
+        description=__doc__,
+        epilog="examples:\n"
+        "  ea alerts validate\n"
+        "  ea alerts list --as alice@example.com\n"
+        '  ea alerts ack al_123 --as alice@example.com --reason "calling Tuesday"\n'
+        "  ea alerts snooze al_123 --as alice@example.com --until 2025-11-10\n"
+        '  ea alerts resolve al_123 --as alice@example.com --reason "renewed" --feedback saved\n'
+        "  ea alerts backtest --start 2025-03-01 --end 2025-09-30\n"
+        "  ea alerts list --help   # one command's options",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument(
         "--database",
         default=os.environ.get("DUCKDB_DATABASE"),
@@ -38,15 +50,38 @@ def _parser() -> argparse.ArgumentParser:
         help="folder with rules.yml, routing.yml, templates/ (default: $EA_CONFIG_DIR or ./config)",
     )
     sub = p.add_subparsers(dest="command", required=True)
-    sub.add_parser("validate", help="check rules.yml, routing.yml and templates")
-    ev = sub.add_parser("evaluate", help="evaluate the rules for one as-of date")
+
+    def command(name: str, helptext: str, *examples: str) -> argparse.ArgumentParser:
+        return sub.add_parser(
+            name,
+            help=helptext,
+            epilog="examples:\n"
+            + "\n".join(f"  ea alerts {name} {e}".rstrip() for e in examples),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+
+    command(
+        "validate",
+        "check rules.yml, routing.yml and templates",
+        "",
+        "--database data/warehouse.duckdb   # also check the columns the rules use",
+    )
+    ev = command("evaluate", "evaluate the rules for one as-of date", "--as-of 2025-03-04")
     ev.add_argument("--as-of", type=_date, required=True)
-    ls = sub.add_parser("list", help="alerts you may see (CSM: own, manager: team, admin: all)")
+    ls = command(
+        "list",
+        "alerts you may see (CSM: own, manager: team, admin: all)",
+        "--as alice@example.com",
+        "--as alice@example.com --status all --limit 200",
+    )
     ls.add_argument("--as", dest="actor", required=True, help="your email")
     ls.add_argument("--status", default="active", help="active (default), all, or one status")
     ls.add_argument("--limit", type=int, default=50)
-    for name, helptext in (("ack", "acknowledge an alert"), ("resolve", "resolve an alert")):
-        sp = sub.add_parser(name, help=helptext)
+    for name, helptext, example in (
+        ("ack", "acknowledge an alert", '--reason "calling Tuesday"'),
+        ("resolve", "resolve an alert", '--reason "renewed" --feedback saved'),
+    ):
+        sp = command(name, helptext, f"al_123 --as alice@example.com {example}")
         sp.add_argument("alert_id")
         sp.add_argument("--as", dest="actor", required=True)
         sp.add_argument("--reason", required=name == "resolve", default=None)
@@ -57,16 +92,24 @@ def _parser() -> argparse.ArgumentParser:
                 default=None,
                 help="was the alert worth it: useful, not_useful, saved (account kept), lost",
             )
-    sn = sub.add_parser("snooze", help="hide an alert and its repeats until a date")
+    sn = command(
+        "snooze",
+        "hide an alert and its repeats until a date",
+        'al_123 --as alice@example.com --until 2025-11-10 --reason "on leave"',
+    )
     sn.add_argument("alert_id")
     sn.add_argument("--until", type=_date, required=True)
     sn.add_argument("--as", dest="actor", required=True)
     sn.add_argument("--reason", default=None)
-    bt = sub.add_parser("backtest", help="replay the rules over past dates")
+    bt = command(
+        "backtest",
+        "replay the rules over past dates",
+        "--start 2025-03-01 --end 2025-09-30 --horizon-days 90",
+    )
     bt.add_argument("--start", type=_date, required=True)
     bt.add_argument("--end", type=_date, required=True)
     bt.add_argument("--horizon-days", type=int, default=90)
-    es = sub.add_parser("escalate", help="escalate open alerts past their SLA")
+    es = command("escalate", "escalate open alerts past their SLA", "", "--now 2025-03-04T09:00:00")
     es.add_argument("--now", default=None, help="ISO timestamp (default: current UTC time)")
     return p
 
@@ -87,10 +130,14 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     config = Path(args.config)
     try:
-        if args.command == "validate" and not args.database:
+        if args.command == "validate" and not (args.database and Path(args.database).exists()):
+            # Before the first run there is no warehouse: check against the column contract.
             rs = load_rules(config / "rules.yml")
             load_routing(config / "routing.yml")
-            print(f"ok: {len(rs.rules)} rules ({len(rs.enabled)} enabled), routing valid")
+            print(
+                f"ok: {len(rs.rules)} rules ({len(rs.enabled)} enabled), routing valid; "
+                "columns checked against the contract (no warehouse yet)"
+            )
             return 0
         if not args.database:
             print("error: give --database PATH or set DUCKDB_DATABASE", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""Outbox operations from the shell: `python -m notifications status|requeue-dead [--db PATH]`."""
+"""Outbox operations from the shell: `ea outbox status|requeue-dead [--db PATH]`."""
 
 from __future__ import annotations
 
@@ -14,7 +14,14 @@ from warehouse.ops_state import ops_state_path, publish_ops_state
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m notifications", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="ea outbox",
+        description=__doc__,
+        epilog="examples:\n"
+        "  ea outbox status                        # counts by status and the last dead letters\n"
+        "  ea outbox requeue-dead --channel email  # after fixing the relay: new attempts",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("command", choices=("status", "requeue-dead"))
     parser.add_argument(
         "--db",

@@ -1,6 +1,6 @@
 """A local SMTP capture server (aiosmtpd on 127.0.0.1): stores each message as .eml + index.html.
 
-Run: python -m notifications.capture --port 8025 --dir data/mail   (--port 0 picks a free port)
+Run: ea mail-capture --port 8025 --dir data/mail   (--port 0 picks a free port)
 """
 
 from __future__ import annotations
@@ -187,7 +187,14 @@ class CaptureServer:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="ea mail-capture",
+        description=__doc__.splitlines()[0],
+        epilog="examples:\n"
+        "  ea mail-capture                         # 127.0.0.1:8025, messages in data/mail/\n"
+        "  ea mail-capture --port 2525 --dir /tmp/mail",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--port", type=int, default=8025, help="0 picks a free port")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--dir", default="data/mail", help="where .eml files and index.html go")

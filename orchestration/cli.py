@@ -6,7 +6,10 @@ what they need, so `ea alerts list` or `ea sql` never imports Dagster.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import io
+import itertools
 import os
 import sys
 from dataclasses import dataclass
@@ -66,6 +69,11 @@ COMMANDS: dict[str, Command] = {
         "notifications.__main__:main",
         "outbox status and dead letters; queue dead deliveries again",
         "ea outbox status",
+    ),
+    "mail-capture": Command(
+        "notifications.capture:main",
+        "a local SMTP server that keeps every message (.eml + index.html): the demo's mail sink",
+        "ea mail-capture --port 8025 --dir data/mail",
     ),
     "bench": Command(
         "bench.run:main",
@@ -132,8 +140,29 @@ def main(argv: list[str] | None = None) -> int:
     func = getattr(importlib.import_module(module_name), func_name)
     # Subcommands name themselves in their own --help.
     sys.argv = [f"ea {name}", *rest]
+    if "-h" in rest or "--help" in rest:
+        return _help(name, cmd, func, rest)
     result = func(rest)
     return int(result or 0)
+
+
+def _help(name: str, cmd: Command, func, rest: list[str]) -> int:
+    """The subcommand's own help, plus the table's example when the help shows none and the
+    example is for what was asked about (`ea inbox publish --help` gets no `ea inbox serve`).
+    """
+    out = io.StringIO()
+    code: object = 0
+    with contextlib.redirect_stdout(out):
+        try:
+            code = func(rest)
+        except SystemExit as exc:
+            code = exc.code
+    text = out.getvalue()
+    print(text, end="")
+    words = " ".join(["ea", name, *itertools.takewhile(lambda w: not w.startswith("-"), rest)])
+    if "example" not in text.lower() and cmd.example.startswith(words):
+        print(f"\nexample:\n  {cmd.example}")
+    return int(code or 0) if isinstance(code, int | None) else 1
 
 
 if __name__ == "__main__":

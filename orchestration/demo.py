@@ -1,7 +1,7 @@
 """The full demo on embedded defaults: simulate a portal, run every stage, replay two weeks.
 
-Run with `make demo`. Every run is recorded in the Dagster instance under $DAGSTER_HOME, so
-`make ui` afterwards shows the same runs, materializations and checks.
+Run with `ea demo` (or `make demo`). Every run is recorded in the Dagster instance under
+$DAGSTER_HOME, so `make ui` afterwards shows the same runs, materializations and checks.
 """
 
 from __future__ import annotations
@@ -194,7 +194,14 @@ def critical_summary(result) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="ea demo",
+        description=__doc__.splitlines()[0],
+        epilog="examples:\n"
+        "  ea demo                                 # 300 accounts, 14 replayed days\n"
+        "  ea demo --accounts 100 --replay-days 3  # a quicker look",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--accounts", type=int, default=300)
     parser.add_argument("--start", type=dt.date.fromisoformat, default=DEFAULT_START)
     parser.add_argument("--end", type=dt.date.fromisoformat, default=DEFAULT_END)

@@ -1,4 +1,4 @@
-"""Command line: `python -m simulator --accounts N --start D --end D --seed S --out DIR`."""
+"""Command line: `ea simulate --accounts N --start D --end D --seed S --out DIR`."""
 
 from __future__ import annotations
 
@@ -16,7 +16,13 @@ from simulator.engine import simulate
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m simulator", description="Write simulated customer-portal landing files."
+        prog="ea simulate",
+        description="Write simulated customer-portal landing files.",
+        epilog="examples:\n"
+        "  ea simulate --accounts 300 --start 2024-10-01 --end 2025-10-31\n"
+        "  ea simulate --accounts 20 --start 2025-01-01 --end 2025-03-31 --out /tmp/landing "
+        "--truth /tmp/truth --dirt-scale 0",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--accounts", type=int, required=True, help="accounts at the start")
     parser.add_argument("--start", type=dt.date.fromisoformat, required=True, help="YYYY-MM-DD")

@@ -61,7 +61,12 @@ def rebuild_marts(path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m warehouse.erase", description=__doc__.splitlines()[0]
+        prog="ea erase",
+        description=__doc__.splitlines()[0],
+        epilog="examples (EA_ERASURE_SALT must be set):\n"
+        "  ea erase --user u_00042_003 --requested-by TICKET-123\n"
+        "  ea erase --account a_00042 --rebuild-marts",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     who = parser.add_mutually_exclusive_group(required=True)
     who.add_argument("--user", help="user id to erase")

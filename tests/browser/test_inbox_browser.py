@@ -23,8 +23,8 @@ from notifications.digest import build_digests
 from notifications.links import ActionLinks
 from notifications.mail import SmtpConfig, SmtpSender
 from notifications.outbox import deliver_due, enqueue
-from notifications.testing.sample import ROUTING, load_sample, load_sample_health
 from orchestration.resources import InboxResource, PathsResource
+from tests.notifications.sample import ROUTING, load_sample, load_sample_health
 
 from .conftest import REPO, LiveServer, screenshot_dir
 

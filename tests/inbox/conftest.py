@@ -15,7 +15,7 @@ from inbox.snapshot import publish_app_snapshot
 from notifications.capture import CaptureServer
 from notifications.links import ActionLinks
 from notifications.mail import SmtpConfig
-from notifications.testing.sample import ROUTING, load_sample, load_sample_health
+from tests.notifications.sample import ROUTING, load_sample, load_sample_health
 
 REPO = Path(__file__).resolve().parents[2]
 DAY = dt.date(2025, 3, 4)

@@ -17,7 +17,7 @@ from notifications.digest import build_digests
 from notifications.links import LinkError, sign_action, verify_action
 from notifications.mail import SmtpConfig, SmtpSender
 from notifications.outbox import deliver_due, enqueue
-from notifications.testing.sample import ROUTING
+from tests.notifications.sample import ROUTING
 
 from .conftest import DAY, PUBLIC, REPO, SECRET, csrf_of, last_link, publish, sign_in
 

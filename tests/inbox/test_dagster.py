@@ -10,8 +10,8 @@ import duckdb
 from dagster_duckdb import DuckDBResource
 
 from inbox import store
-from notifications.testing.sample import load_sample
 from orchestration.resources import InboxResource, PathsResource
+from tests.notifications.sample import load_sample
 
 from .conftest import DAY, REPO
 

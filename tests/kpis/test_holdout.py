@@ -16,8 +16,8 @@ from alerts.rules import RulesFileError, columns_from_connection, load_rules, pa
 from notifications.content import ContentConfig
 from notifications.digest import build_critical_alerts, build_digests
 from notifications.tasks import TaskPolicy, build_crm_tasks
-from notifications.testing.sample import ROUTING, load_sample
 from tests.alerts.conftest import CONFIG, TEMPLATES, Warehouse
+from tests.notifications.sample import ROUTING, load_sample
 
 REPO = Path(__file__).resolve().parents[2]
 EMAIL_TEMPLATES = REPO / "config" / "templates" / "email"

@@ -11,7 +11,7 @@ import pytest
 from notifications.capture import CaptureServer
 from notifications.content import ContentConfig
 from notifications.mail import SmtpConfig, SmtpSender
-from notifications.testing.sample import ROUTING, load_sample
+from tests.notifications.sample import ROUTING, load_sample
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATES = REPO / "config" / "templates" / "email"

@@ -13,8 +13,8 @@ from alerts import transition
 from notifications.crm import CrmConfig, connector
 from notifications.outbox import RetryPolicy, deliver_due, enqueue, outbox_counts
 from notifications.tasks import TaskPolicy, build_crm_tasks, sync_task_status
-from notifications.testing.crm_servers import HubSpotServer, SalesforceServer, WebhookServer
-from notifications.testing.sample import OPTED_OUT_EMAIL
+from tests.notifications.crm_servers import HubSpotServer, SalesforceServer, WebhookServer
+from tests.notifications.sample import OPTED_OUT_EMAIL
 
 from .conftest import NOW
 

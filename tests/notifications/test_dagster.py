@@ -14,9 +14,9 @@ from dagster._core.test_utils import create_run_for_test
 from dagster_duckdb import DuckDBResource
 
 from notifications.capture import free_port
-from notifications.testing.sample import load_sample
 from orchestration.resources import PathsResource
 from orchestration.sensing import request_when_due
+from tests.notifications.sample import load_sample
 from warehouse.ops_state import ops_state_path, publish_ops_state
 
 from .conftest import DAY, REPO
@@ -187,7 +187,7 @@ def test_outbox_retry_sensor_requests_a_delivery_run_once_the_backoff_passes(
 
 
 def test_hubspot_tasks_and_status_sync_sensor(ea_env, monkeypatch):
-    from notifications.testing.crm_servers import HubSpotServer
+    from tests.notifications.crm_servers import HubSpotServer
 
     con = duckdb.connect(str(ea_env["DUCKDB_DATABASE"]))
     load_sample(con, DAY)

@@ -15,7 +15,7 @@ from notifications.digest import build_critical_alerts, build_digests, build_esc
 from notifications.links import ActionLinks
 from notifications.mail import SmtpConfig, SmtpSender
 from notifications.outbox import RetryPolicy, deliver_due, enqueue, outbox_counts, utcnow
-from notifications.testing.sample import CHAMPION_EMAIL, OPTED_OUT_EMAIL
+from tests.notifications.sample import CHAMPION_EMAIL, OPTED_OUT_EMAIL
 
 from .conftest import DAY, NOW, TEMPLATES
 

@@ -13,8 +13,8 @@ from dagster._core.events import DagsterEvent, DagsterEventType, StepMaterializa
 from dagster._core.events.log import EventLogEntry
 from dagster_duckdb import DuckDBResource
 
-from notifications.testing.sample import load_sample
 from orchestration.resources import PathsResource
+from tests.notifications.sample import load_sample
 
 REPO = Path(__file__).resolve().parents[2]
 DAY = dt.date(2025, 3, 4)

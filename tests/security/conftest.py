@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import sys
 from pathlib import Path
 
 import duckdb
@@ -13,9 +14,10 @@ from notifications.content import ContentConfig
 from notifications.digest import build_digests
 from notifications.outbox import enqueue
 from notifications.schema import ensure_schema as ensure_ops_schema
-from notifications.testing.sample import ROUTING, load_sample
+from tests.notifications.sample import ROUTING, load_sample
 
 REPO = Path(__file__).resolve().parents[2]
+EA = str(Path(sys.executable).parent / "ea")  # the console script people run
 TEMPLATES = REPO / "config" / "templates" / "email"
 DAY = dt.date(2025, 3, 4)
 NOW = dt.datetime(2025, 3, 4, 7, 0)

@@ -14,7 +14,7 @@ import pytest
 from warehouse import create_analytics_views, open_read_only
 from warehouse.sql import main as sql_main
 
-from .conftest import REPO
+from .conftest import EA, REPO
 
 
 def _views(path):
@@ -80,7 +80,7 @@ def test_read_only_path_refuses_writes(world, statement, capsys, tmp_path, monke
 
 def test_sql_command_reads_args_stdin_and_csv(world):
     _views(world)
-    env_cmd = [sys.executable, "-m", "warehouse.sql", "--full", "--database", str(world)]
+    env_cmd = [EA, "sql", "--full", "--database", str(world)]
     out = subprocess.run(
         [*env_cmd, "--format", "csv", "select account_id from analytics.accounts order by 1"],
         capture_output=True, text=True, cwd=REPO, timeout=60, check=True,

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 
 import duckdb
 import pytest
 
-from notifications.testing.sample import CHAMPION_EMAIL
+from tests.notifications.sample import CHAMPION_EMAIL
 from warehouse import create_analytics_views, erase_account, erase_user, identity_hash
 from warehouse.erasure import ErasureError
 
-from .conftest import REPO, SALT, all_text
+from .conftest import EA, REPO, SALT, all_text
 
 USER = "u_001_2"  # the Acme champion, named in digests and alert text
 
@@ -101,7 +100,7 @@ def test_cli_erases_and_leaves_no_bytes_in_the_file(world, monkeypatch):
     con.close()
     assert CHAMPION_EMAIL.encode() in world.read_bytes()
     done = subprocess.run(
-        [sys.executable, "-m", "warehouse.erase", "--user", USER],
+        [EA, "erase", "--user", USER],
         env=env, capture_output=True, text=True, cwd=REPO, timeout=120,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -115,7 +114,7 @@ def test_cli_erases_and_leaves_no_bytes_in_the_file(world, monkeypatch):
     # Without a salt the command refuses and says how to fix it.
     env.pop("EA_ERASURE_SALT")
     done = subprocess.run(
-        [sys.executable, "-m", "warehouse.erase", "--user", "u_004_1"],
+        [EA, "erase", "--user", "u_004_1"],
         env=env, capture_output=True, text=True, cwd=REPO, timeout=120,
     )  # fmt: skip
     assert done.returncode == 2 and "EA_ERASURE_SALT" in done.stderr

@@ -13,8 +13,8 @@ import pytest
 from dagster_duckdb import DuckDBResource
 
 from notifications.capture import CaptureServer
-from notifications.testing.sample import load_sample
 from orchestration.resources import PathsResource
+from tests.notifications.sample import load_sample
 
 from .conftest import DAY, REPO, all_text
 

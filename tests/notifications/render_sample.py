@@ -1,6 +1,7 @@
 """Render a sample digest (and a critical alert) to HTML files for screenshots and review.
 
-Run: python -m notifications.render_sample --out data/sample_digest.html [--recipient EMAIL]
+Run: python -m tests.notifications.render_sample --out data/sample_digest.html [--recipient EMAIL]
+(the test suite's small world; the demo's real emails are in data/mail/ after `ea demo`)
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ import duckdb
 
 from notifications.content import ContentConfig
 from notifications.digest import build_critical_alerts, build_digests
-from notifications.testing.sample import ROUTING, load_sample
+from tests.notifications.sample import ROUTING, load_sample
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def render(out: Path, recipient: str, templates_dir: Path, day: dt.date) -> list[Path]:

@@ -3,8 +3,9 @@
 - `chat_deliveries`: each critical alert, escalation step and reminder also goes to the chat
   channels routing.yml lists under `second_channel.critical` (Slack, Teams), via the outbox.
 - `retry_policy_for`: critical messages retry with backoff for up to 24 hours (others: 5 tries).
-- `failover_deliveries`: a critical message that failed (once is enough) goes at once to the
-  second channel and to the data team (email and `second_channel.data_team`).
+- `failover_deliveries`: a critical email that failed (once is enough) goes at once to the
+  second channel and to the data team (email and `second_channel.data_team`); a failed chat post
+  goes to the data team.
 - `critical_coverage`: the invariant for one run: every critical alert raised or continued has
   a sent or in-flight message to a real recipient, or a recorded exemption.
 """
@@ -174,8 +175,14 @@ def failover_deliveries(
         msg = ChatMessage(title=f"{what}: {subject}"[:140], lines=lines, facts=facts)
         base = {"kind": "failover", "alert_ids": [alert_id] if alert_id else [],
                 "failed_delivery": delivery_id, "retry": "critical"}  # fmt: skip
-        targets = [(c, "critical") for c in second_channel.get("critical", []) if c != channel]
-        targets += [(c, "data_team") for c in second_channel.get("data_team", [])]
+        # A failed email: the responsible person may not know, so the critical chats hear it
+        # (and the data team). A failed chat post: the email went too; the data team fixes it.
+        targets = (
+            [(c, "critical") for c in second_channel.get("critical", [])]
+            if channel == "email"
+            else []
+        )
+        targets += [(c, "data_team") for c in second_channel.get("data_team", []) if c != channel]
         for ch, audience in dict.fromkeys(targets):
             out.append(
                 Delivery(

@@ -1,6 +1,6 @@
 """Property: over random day-by-day histories the zero-missed-criticals invariant holds every day.
 
-Each example is a few accounts over up to ten days: the critical condition (renewal risk) true
+Each example is three accounts over three to eight days: the critical condition (renewal risk) true
 or false per account and day, days that do not land, acknowledgements, snoozes and resolutions
 by people, CSM changes and a routes: owner override switched on and off, the holdout on or off,
 SMTP and webhook outages. Every day runs the real engine, the real critical delivery (SMTP
@@ -80,7 +80,7 @@ def _senders(services, smtp_down: bool):
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(
-    plan=st.lists(day_plan, min_size=3, max_size=10),
+    plan=st.lists(day_plan, min_size=3, max_size=8),
     holdout_on=st.booleans(),
 )
 def test_invariant_holds_every_day(services, plan, holdout_on):

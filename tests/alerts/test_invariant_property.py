@@ -5,7 +5,7 @@ or false per account and day, days that do not land, acknowledgements, snoozes a
 by people, CSM changes and a routes: owner override switched on and off, the holdout on or off,
 SMTP and webhook outages. Every day runs the real engine, the real critical delivery (SMTP
 capture, Slack and Teams contract servers) and the retry pass, then checks the invariant
-(tests/alerts/invariant.py). EA_PROPERTY_EXAMPLES sets the number of examples (default 12).
+(tests/alerts/invariant.py). EA_PROPERTY_EXAMPLES sets the number of examples (default 10).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from tests.notifications.chat_servers import SlackWebhookServer, TeamsWebhookSer
 
 EMAIL_TEMPLATES = CONFIG / "templates" / "email"
 ACCOUNTS = ("a1", "a2", "a3")
-EXAMPLES = int(os.environ.get("EA_PROPERTY_EXAMPLES", "12"))
+EXAMPLES = int(os.environ.get("EA_PROPERTY_EXAMPLES", "10"))
 SECOND = {"critical": ["slack", "teams"], "data_team": ["slack"]}
 RAN = {"examples": 0, "days": 0}
 

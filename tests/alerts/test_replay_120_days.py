@@ -1,7 +1,7 @@
 """A 120-day replay of the simulated portal: the invariant is checked every day, and the
 reconciliation mart (dbt) agrees with the daily checks at the end.
 
-Cost is kept small: the simulator writes five months for 18 accounts, the marts are built
+Cost is kept small: the simulator writes five months for 14 accounts, the marts are built
 once (dbt, as of the last day: point in time per day, so each day's rows are what that day's
 run saw), and then the engine, the critical delivery (SMTP capture, Slack and Teams contract
 servers, an SMTP outage and a webhook outage on some days), the simulated CSMs and the check
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import tempfile
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -100,10 +101,11 @@ def _held(con, day: dt.date, rules) -> set[tuple[str, str]]:
 def test_120_days_every_critical_condition_is_alerted_told_and_reconciled(tmp_path):
     from orchestration.defs import marts
 
+    t0 = time.perf_counter()
     data = tmp_path / "data"
     landing = data / "landing"
     db = data / "warehouse.duckdb"
-    simulate(SimConfig(accounts=18, start=START, end=END, seed=11), landing)
+    simulate(SimConfig(accounts=14, start=START, end=END, seed=11), landing)
     with duckdb.connect(str(db)) as con:
         load_landing_days(con, landing)
     paths = PathsResource(data_dir=str(data), landing_dir=str(landing), config_dir=str(CONFIG))
@@ -119,6 +121,8 @@ def test_120_days_every_critical_condition_is_alerted_told_and_reconciled(tmp_pa
             run_config={"ops": {"marts_dbt": {"config": {"as_of_date": END.isoformat()}}}},
         )
     assert built.success
+    print(f"\nreplay: simulated, loaded and built the marts in {time.perf_counter() - t0:.0f} s")
+    t0 = time.perf_counter()
     con = duckdb.connect(str(db))
     _baseline_scores(con)
     rules = load_rules(CONFIG / "rules.yml", columns_from_connection(con), TEMPLATES)
@@ -148,12 +152,18 @@ def test_120_days_every_critical_condition_is_alerted_told_and_reconciled(tmp_pa
             evaluate(con, rules, routing, day, TEMPLATES)
             now = evaluation_time(day) + dt.timedelta(minutes=5)
             run_critical(con, CONFIG / "templates" / "email", content, SECOND, senders, now)
-            retry_critical(con, content, SECOND, senders, now + dt.timedelta(hours=1))
+            failing = con.execute(
+                "select count(*) from ops.outbox where status = 'failed'"
+            ).fetchall()[0][0]
+            if failing:  # the retry pass an hour later (only ever finds work after an outage)
+                retry_critical(con, content, SECOND, senders, now + dt.timedelta(hours=1))
             held = _held(con, day, rules)
             expected |= {(day, a, r) for a, r in held}
             problems = invariant.violations(con, day, held, now, routing.escalation_policy)
             assert not problems, problems
             act_on_alerts(con, day, CsmBehaviour(seed=11))
+    seconds = time.perf_counter() - t0
+    print(f"replay: {REPLAY} days evaluated, delivered and checked in {seconds:.0f} s")
     assert len(expected) >= 10, "the replay must exercise the critical rule"
     assert len(slack.received) > 0 and len(teams.received) > 0
     con.close()

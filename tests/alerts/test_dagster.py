@@ -135,3 +135,43 @@ def test_backtest_asset_reports_overall_metrics(wh, ea_env):
     meta = result.asset_materializations_for_node("alerts__backtest")[0].metadata
     assert meta["recall"].value == 1.0 and meta["median_lead_days"].value == 20.0
     assert any(r["rule_id"] == "engagement_drop" for r in meta["by_rule"].value)
+
+
+def test_policy_steps_of_a_critical_alert_wake_the_escalation_job(wh, ea_env):
+    import duckdb
+
+    from alerts.engine import evaluate
+    from alerts.rules import columns_from_connection, load_routing, load_rules
+    from warehouse.ops_state import due_work, ops_state_path, publish_ops_state
+
+    d = days(1)[0]  # renewal risk on a1: the shipped critical rule
+    wh.day(d, {"a1": {"health_tier": "at_risk", "days_to_renewal": 60}}, churn={"a1": 0.8})
+    templates = CONFIG / "templates" / "recommendations"
+    rules = load_rules(CONFIG / "rules.yml", columns_from_connection(wh.con), templates)
+    evaluate(wh.con, rules, load_routing(CONFIG / "routing.yml"), d, templates)
+    publish_ops_state(wh.con, ops_state_path(wh.path.parent), "test")
+    raised = dt.datetime.combine(d + dt.timedelta(days=1), dt.time())
+    wh.con.close()
+    published = duckdb.connect(str(ops_state_path(wh.path.parent)), read_only=True)
+    # Due at the first step (4 h after raising), not before; the SLA escalation stays out.
+    assert "escalation_step" not in due_work(published, raised + dt.timedelta(hours=3))
+    assert len(due_work(published, raised + dt.timedelta(hours=4))["escalation_step"]) == 1
+    published.close()
+    resources = _resources(wh, CONFIG)
+    at = (raised + dt.timedelta(hours=5)).isoformat()
+    run_config = {"ops": {"escalate_sla_breaches": {"config": {"now": at}}}}
+    assert stage.sla_escalation_job.execute_in_process(
+        resources=resources, run_config=run_config
+    ).success
+    con = duckdb.connect(str(wh.path), read_only=True)
+    steps = con.execute(
+        "select e.step, e.escalated_to, l.actor from alerts.escalations e "
+        "join alerts.audit_log l on l.alert_id = e.alert_id and l.event = 'escalated' "
+        "where e.severity = 'critical'"
+    ).fetchall()
+    next_at = con.execute(
+        "select next_escalation_at from alerts.alerts where severity = 'critical'"
+    ).fetchall()[0][0]
+    con.close()
+    assert steps == [("step:1", "mona@example.com", "system:escalation-policy")]
+    assert next_at == raised + dt.timedelta(hours=24)  # the director's step is next

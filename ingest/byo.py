@@ -355,6 +355,7 @@ def stage_export(
     *,
     name: str | None = None,
     not_after: dt.datetime | None = None,
+    not_after_label: str = "more than a day after the load",
     keep_all_records: bool = False,
 ) -> StagedFile:
     """Append one export file's rows to `table` (columns STAGE_COLUMNS) as typed candidates.
@@ -505,7 +506,7 @@ def stage_export(
                         || ' has no time zone; say which zone it is in with `timezone:` in the '
                         || 'mapping'
                     when event_at > {not_after_sql} then 'timestamp ' || event_at::varchar
-                        || ' is more than a day after the load'
+                        || ' is ' || $not_after_label
                 end as detail
             from checked
         )
@@ -518,6 +519,7 @@ def stage_export(
     params: dict = {"file": name}
     if not_after:
         params["not_after"] = not_after
+        params["not_after_label"] = not_after_label
     # Without undecodable lines, row k of the file is line header + k; with them (rare), the good
     # rows after each one shift by a line (an ASOF lookup in _hist_line_shift).
     plain = f"select *, {src.header_lines} + _k as source_line from rows"

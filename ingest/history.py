@@ -234,12 +234,15 @@ def load_history(
     batch_rows: int = DEFAULT_BATCH_ROWS,
     progress: Callable[[str], None] | None = None,
     now: dt.datetime | None = None,
+    through: dt.date | None = None,
 ) -> HistoryStats:
     """Load every row of the export files into raw.* by event date (see the module docstring).
 
     Raises IngestError, with nothing written, when a file cannot be read, lacks a mapped column,
     or has rows but not one usable event. An empty file loads nothing and changes nothing.
     Rows without a usable event time are quarantined under their file's first event day.
+    Events after `through` (the day the export was taken), or without it more than a day after
+    the load, are quarantined as future_timestamp.
     """
     started = time.perf_counter()
     say = progress or (lambda _message: None)
@@ -254,14 +257,21 @@ def load_history(
             "wrong line numbers; run `set preserve_insertion_order = true` before loading."
         )
     now = now or dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    not_after = now + dt.timedelta(days=1)
+    if through is not None:
+        not_after = dt.datetime.combine(through + dt.timedelta(days=1), dt.time()) - dt.timedelta(
+            microseconds=1
+        )
+        label = f"after the export's last day ({through})"
+    else:
+        not_after, label = now + dt.timedelta(days=1), "more than a day after the load"
     con.execute(f"create or replace temp table _hist_stage ({STAGE_COLUMNS})")
     staged: dict[str, StagedFile] = {}
     try:
         for path in files:
             name = path.resolve().as_posix()
             say(f"reading {name} ({path.stat().st_size:,} bytes, {mapping.format})")
-            s = stage_export(con, path, mapping, "_hist_stage", name=name, not_after=not_after)
+            s = stage_export(con, path, mapping, "_hist_stage", name=name, not_after=not_after,
+                             not_after_label=label)  # fmt: skip
             stats.files.append(s)
             if s.empty:
                 say(f"  {path.name}: empty, nothing to load")
@@ -394,6 +404,16 @@ def _load_staged(con, staged: dict[str, StagedFile], stats, batch_rows: int, say
             f"note: no events from {a} to {b} ({(b - a).days + 1} days); the history counts "
             "them as quiet days. If a file is missing, load it too."
         )
+    if stats.quiet_gaps:
+        # A handful of events long after the rest are usually clock errors; they stretch the
+        # history (every day up to them counts as landed and quiet).
+        a, b = stats.quiet_gaps[-1]
+        tail = sum(n for day, n in good_days if day > b)
+        if tail < 0.01 * sum(n for _, n in good_days):
+            say(
+                f"note: only {tail:,} events come after that last gap, up to {stats.last_day}; "
+                f"if their clocks are wrong, load again with --through {a - dt.timedelta(days=1)}"
+            )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -427,6 +447,11 @@ def _parser() -> argparse.ArgumentParser:
         "--batch-rows", type=int, default=DEFAULT_BATCH_ROWS,
         help=f"rows per load transaction (whole days; default {DEFAULT_BATCH_ROWS:,})",
     )  # fmt: skip
+    p.add_argument(
+        "--through", type=dt.date.fromisoformat, metavar="YYYY-MM-DD",
+        help="the export's last day: later events are quarantined as future_timestamp "
+        "(default: up to a day after now)",
+    )  # fmt: skip
     p.add_argument("--json", action="store_true", help="print the result as JSON at the end")
     return p
 
@@ -444,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.database).parent.mkdir(parents=True, exist_ok=True)
         with duckdb.connect(args.database, config={"memory_limit": args.memory_limit}) as con:
             stats = load_history(con, args.paths, mapping, batch_rows=args.batch_rows,
-                                 progress=say)  # fmt: skip
+                                 progress=say, through=args.through)  # fmt: skip
     except IngestError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -48,45 +48,90 @@
 {%- endmacro %}
 
 
-{#- 0..1 share of a component's points earned, from the measures in the `windows` relation. -#}
+{#- 0..1 share of a component's points earned, from the measures in the `windows` relation;
+    NULL when the component's inputs are unknown (then it is left out of the score). Every
+    branch tests for NULL first: least/greatest skip NULLs and would turn "unknown" into 0. -#}
 {% macro health_component_fraction(name, params) -%}
     {%- if name == 'seat_utilisation' -%}
-        least(greatest(coalesce(seat_utilisation, 0) / {{ params['full_at'] }}, 0), 1)
-    {%- elif name == 'usage_trend' -%}
-        {#- no logins at all earns nothing; logins from zero count as growth -#}
         case
-            when coalesce(logins_28d, 0) = 0 then 0
+            when seat_utilisation is not null
+                then least(greatest(seat_utilisation / {{ params['full_at'] }}, 0), 1)
+        end
+    {%- elif name == 'usage_trend' -%}
+        {#- logins where the log has session events, else all activity events; no usage at all
+            earns nothing; growth from none is full points; without a full earlier period
+            (a young account) the trend is unknown -#}
+        {%- set now = 'coalesce(logins_28d, portal_events_28d)' -%}
+        {%- set before = 'case when logins_28d is not null then logins_prev_28d else portal_events_prev_28d end' -%}
+        case
+            when {{ now }} is null then null
+            when {{ now }} = 0 then 0
+            when window_first_date > {{ add_days(-55, 'as_of_date') }} then null
+            when coalesce({{ before }}, 0) = 0 then 1
             else least(greatest(
-                (coalesce(logins_trend_28d, {{ params['full_at'] }}) - ({{ params['zero_at'] }}))
+                (cast({{ now }} - {{ before }} as double) / {{ before }} - ({{ params['zero_at'] }}))
                 / ({{ params['full_at'] }} - ({{ params['zero_at'] }})), 0), 1)
         end
     {%- elif name == 'feature_breadth' -%}
-        least(greatest(coalesce(feature_breadth_28d, 0) / {{ params['full_at'] }}, 0), 1)
+        case
+            when feature_breadth_28d is not null
+                then least(greatest(feature_breadth_28d / {{ params['full_at'] }}, 0), 1)
+        end
     {%- elif name == 'admin_recency' -%}
-        greatest(1 - days_since_admin_activity / {{ params['zero_at_days'] }}, 0)
+        case
+            when days_since_admin_activity is not null
+                then greatest(1 - days_since_admin_activity / {{ params['zero_at_days'] }}, 0)
+        end
     {%- elif name == 'activity_recency' -%}
-        greatest(1 - days_since_last_activity / {{ params['zero_at_days'] }}, 0)
+        case
+            when days_since_last_activity is not null
+                then greatest(1 - days_since_last_activity / {{ params['zero_at_days'] }}, 0)
+        end
     {%- endif -%}
 {%- endmacro %}
 
 
-{#- Points of one component, choosing the segment's settings row by row. -#}
-{% macro health_component_points(name, settings, segment_column='segment') -%}
-    {%- set default = settings['default']['components'][name] -%}
+{#- An expression per segment: `template` with {weight} and {fraction} filled in for `name`. -#}
+{% macro _health_by_segment(name, settings, template, segment_column='segment') -%}
     {%- set overridden = settings.keys() | reject('equalto', 'default') | list -%}
-    cast(round(
-        {%- if overridden %}
+    {%- set default = settings['default']['components'][name] -%}
+    {%- if overridden %}
         case
             {%- for segment in overridden %}
+            {%- set params = settings[segment]['components'][name] %}
             when {{ segment_column }} = '{{ segment }}'
-                then {{ settings[segment]['components'][name]['weight'] }}
-                    * ({{ health_component_fraction(name, settings[segment]['components'][name]) }})
+                then {{ template | replace('{weight}', params['weight'] | string) | replace('{fraction}', health_component_fraction(name, params)) }}
             {%- endfor %}
-            else {{ default['weight'] }} * ({{ health_component_fraction(name, default) }})
+            else {{ template | replace('{weight}', default['weight'] | string) | replace('{fraction}', health_component_fraction(name, default)) }}
         end
-        {%- else %}
-        {{ default['weight'] }} * ({{ health_component_fraction(name, default) }})
-        {%- endif %}, 2) as decimal(5, 2))
+    {%- else %}
+        {{ template | replace('{weight}', default['weight'] | string) | replace('{fraction}', health_component_fraction(name, default)) }}
+    {%- endif %}
+{%- endmacro %}
+
+
+{#- The weight (of 100) of the components whose inputs are known. -#}
+{% macro health_weight_used(settings, segment_column='segment') -%}
+    {%- for name in health_component_names() %}
+        ({{ _health_by_segment(name, settings, 'case when ({fraction}) is not null then {weight} else 0 end', segment_column) }}){{ ' +' if not loop.last }}
+    {%- endfor %}
+{%- endmacro %}
+
+
+{#- How many components the score used (0 = no score). -#}
+{% macro health_components_used(settings, segment_column='segment') -%}
+    {%- for name in health_component_names() %}
+        (case when ({{ health_component_fraction(name, settings['default']['components'][name]) }}) is not null then 1 else 0 end){{ ' +' if not loop.last }}
+    {%- endfor %}
+{%- endmacro %}
+
+
+{#- Points of one component out of 100, its weight re-normalised over the components used
+    (`health_weight_used` must be a column); NULL when the component was left out. -#}
+{% macro health_component_points(name, settings, segment_column='segment') -%}
+    cast(round(
+        {{ _health_by_segment(name, settings, '{weight} * ({fraction})', segment_column) }}
+        * 100.0 / nullif(health_weight_used, 0), 2) as decimal(5, 2))
 {%- endmacro %}
 
 
@@ -108,6 +153,7 @@
 
 {% macro _health_tier_case(score_column, tiers) -%}
     case
+        when {{ score_column }} is null then null
         when {{ score_column }} >= {{ tiers['healthy'] }} then 'healthy'
         when {{ score_column }} >= {{ tiers['watch'] }} then 'watch'
         when {{ score_column }} >= {{ tiers['at_risk'] }} then 'at_risk'

@@ -258,6 +258,7 @@ class HistoryConfig(dg.Config):
     mapping: str = ""
     paths: list[str] = []
     batch_rows: int = DEFAULT_BATCH_ROWS
+    through: str = ""  # YYYY-MM-DD: the export's last day; later events are quarantined
 
 
 def _resolve(path: str, base: Path) -> Path:
@@ -334,6 +335,7 @@ def raw_history(
                 mapping,
                 batch_rows=config.batch_rows,
                 progress=context.log.info,
+                through=dt.date.fromisoformat(config.through) if config.through else None,
             )
             days = (
                 [stats.first_day + dt.timedelta(days=i)

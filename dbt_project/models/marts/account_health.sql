@@ -18,6 +18,7 @@
 }}
 
 {%- set summed = [
+    ('portal_events', 'bigint'),
     ('logins', 'bigint'),
     ('session_minutes', 'decimal(14, 2)'),
     ('docs_viewed', 'bigint'),
@@ -100,6 +101,12 @@ account_versions as (
 
 ),
 
+account_roles as (
+
+    select * from {{ ref('int_account_roles') }}
+
+),
+
 engagement_running as (
 
     -- running sums over the account's dense daily fact: each row is read once per window
@@ -109,10 +116,12 @@ engagement_running as (
         day_number,
         {%- for name, data_type in summed %}
             {%- for window, first_back, last_back in windows %}
-                cast(coalesce(sum({{ name }}) over (
+                -- NULL when no day of the window knows the measure (not landed, or a measure
+                -- the data cannot give), never zero
+                cast(sum({{ name }}) over (
                     partition by account_id order by day_number asc nulls last
                     {{ day_frame(first_back, last_back) }}
-                ), 0) as {{ data_type }}) as {{ name }}_{{ window }},
+                ) as {{ data_type }}) as {{ name }}_{{ window }},
             {%- endfor %}
         {%- endfor %}
         cast(count(case when not is_data_landed then 1 end) over (
@@ -279,21 +288,36 @@ measured as (
         engagement_windows.missing_days_7d,
         engagement_windows.missing_days_28d,
         engagement_windows.window_first_date,
+        -- distinct counts are known where their window's events are (activity for users, feature
+        -- events for features, user roles for admins); zero there means none, NULL unknown
         {%- for window, first_back, last_back in user_windows %}
-            coalesce(distinct_running.active_users_{{ window }}, 0) as active_users_{{ window }},
+            case
+                when engagement_windows.portal_events_{{ window }} is not null
+                    then coalesce(distinct_running.active_users_{{ window }}, 0)
+            end as active_users_{{ window }},
         {%- endfor %}
-        {%- for metric in ['admin_active_users_28d'] + feature_windows | map(attribute=0) | list %}
-            coalesce(distinct_running.{{ metric }}, 0) as {{ metric }},
+            case
+                when engagement_windows.portal_events_28d is not null and account_roles.has_user_roles
+                    then coalesce(distinct_running.admin_active_users_28d, 0)
+            end as admin_active_users_28d,
+        {%- for metric, kind, first_back, last_back in feature_windows %}
+            case
+                when engagement_windows.{{ 'premium_feature_events' if kind == 'premium' else 'feature_events' }}_{{ '28d' if first_back == 27 else 'prev_28d' }} is not null
+                    then coalesce(distinct_running.{{ metric }}, 0)
+            end as {{ metric }},
         {%- endfor %}
         -- no activity in the 90-day window: count from the window's first day (at most 90)
         coalesce(
             cast(engagement_windows.day_number - distinct_running.last_active_day_number as integer),
             {{ days_between('engagement_windows.window_first_date', 'engagement_windows.as_of_date') }} + 1
         ) as days_since_last_activity,
-        coalesce(
-            cast(engagement_windows.day_number - distinct_running.last_admin_active_day_number as integer),
-            {{ days_between('engagement_windows.window_first_date', 'engagement_windows.as_of_date') }} + 1
-        ) as days_since_admin_activity,
+        -- an account without a known admin user has no admin recency (NULL), not the window length
+        case
+            when account_roles.has_admin then coalesce(
+                cast(engagement_windows.day_number - distinct_running.last_admin_active_day_number as integer),
+                {{ days_between('engagement_windows.window_first_date', 'engagement_windows.as_of_date') }} + 1
+            )
+        end as days_since_admin_activity,
         account_versions.plan,
         account_versions.segment,
         account_versions.seats,
@@ -311,6 +335,8 @@ measured as (
             engagement_windows.account_id = account_versions.account_id
             and (engagement_windows.as_of_date >= account_versions.valid_from or account_versions.version_number = 1)
             and (account_versions.valid_to is null or engagement_windows.as_of_date < account_versions.valid_to)
+    left join account_roles
+        on engagement_windows.account_id = account_roles.account_id
 
 ),
 
@@ -329,6 +355,10 @@ derived as (
                 cast(logins_28d - logins_prev_28d as double) / nullif(logins_prev_28d, 0)
         end as logins_trend_28d,
         case
+            when window_first_date <= {{ add_days(-55, 'as_of_date') }} then
+                cast(portal_events_28d - portal_events_prev_28d as double) / nullif(portal_events_prev_28d, 0)
+        end as portal_events_trend_28d,
+        case
             when window_first_date <= {{ add_days(-13, 'as_of_date') }} then
                 cast(logins_7d - logins_prev_7d as double) / nullif(logins_prev_7d, 0)
         end as wow_logins_change,
@@ -339,6 +369,17 @@ derived as (
 
 ),
 
+weighted as (
+
+    -- components whose inputs are unknown are left out; the others' weights are re-normalised
+    select
+        *,
+        {{ health_weight_used(settings) }} as health_weight_used,
+        {{ health_components_used(settings) }} as health_components_used
+    from derived
+
+),
+
 scored as (
 
     select
@@ -346,7 +387,7 @@ scored as (
     {%- for name in components %}
         {{ health_component_points(name, settings) }} as score_{{ name }}{{ ',' if not loop.last }}  -- noqa: LT02
     {%- endfor %}
-    from derived
+    from weighted
 
 ),
 
@@ -354,9 +395,9 @@ final as (
 
     select
         *,
-        cast(round(
-            {%- for name in components %} score_{{ name }}{{ ' +' if not loop.last }}{% endfor %}, 1
-        ) as decimal(5, 1)) as health_score
+        case when health_components_used > 0 then cast(round(
+            {%- for name in components %} coalesce(score_{{ name }}, 0){{ ' +' if not loop.last }}{% endfor %}, 1
+        ) as decimal(5, 1)) end as health_score
     from scored
 
 )

@@ -1,6 +1,7 @@
 -- One row per account per day from the account's start (or the first landed day) to the as-of
 -- date, zero-activity days included. Days whose data has not landed have is_data_landed = false
--- and NULL measures, so a missing day is never read as a quiet day.
+-- and NULL measures, so a missing day is never read as a quiet day; so are measures the data
+-- cannot give (no session events in the log: no logins; no user roles: no admin counts).
 {{
     config(
         materialized='incremental',
@@ -12,22 +13,27 @@
     )
 }}
 
+{#- name, expression, type, and what must be known for the measure to mean anything: the event
+    type it counts (an event type the log has not carried up to that day leaves the measure
+    NULL), 'roles' (user roles from snapshots), or none (any landed day). -#}
 {%- set measures = [
-    ('active_users', 'user_totals.active_users', 'bigint'),
-    ('logins', 'user_totals.logins', 'bigint'),
-    ('session_minutes', 'user_totals.session_minutes', 'decimal(14, 2)'),
-    ('docs_viewed', 'documents.docs_viewed', 'bigint'),
-    ('docs_downloaded', 'documents.docs_downloaded', 'bigint'),
-    ('docs_shared', 'documents.docs_shared', 'bigint'),
-    ('docs_uploaded', 'documents.docs_uploaded', 'bigint'),
-    ('docs_commented', 'documents.docs_commented', 'bigint'),
-    ('features_used', 'feature_totals.features_used', 'bigint'),
-    ('feature_events', 'feature_totals.feature_events', 'bigint'),
-    ('premium_feature_events', 'feature_totals.premium_feature_events', 'bigint'),
-    ('csm_emails_opened', 'user_totals.csm_emails_opened', 'bigint'),
-    ('csm_emails_clicked', 'user_totals.csm_emails_clicked', 'bigint'),
-    ('admin_active_users', 'user_totals.admin_active_users', 'bigint'),
+    ('active_users', 'user_totals.active_users', 'bigint', none),
+    ('portal_events', 'user_totals.portal_events', 'bigint', none),
+    ('logins', 'user_totals.logins', 'bigint', 'session_started'),
+    ('session_minutes', 'user_totals.session_minutes', 'decimal(14, 2)', 'session_ended_with_duration'),
+    ('docs_viewed', 'documents.docs_viewed', 'bigint', 'document_viewed'),
+    ('docs_downloaded', 'documents.docs_downloaded', 'bigint', 'document_downloaded'),
+    ('docs_shared', 'documents.docs_shared', 'bigint', 'document_shared'),
+    ('docs_uploaded', 'documents.docs_uploaded', 'bigint', 'document_uploaded'),
+    ('docs_commented', 'documents.docs_commented', 'bigint', 'document_commented'),
+    ('features_used', 'feature_totals.features_used', 'bigint', 'feature_used'),
+    ('feature_events', 'feature_totals.feature_events', 'bigint', 'feature_used'),
+    ('premium_feature_events', 'feature_totals.premium_feature_events', 'bigint', 'feature_used'),
+    ('csm_emails_opened', 'user_totals.csm_emails_opened', 'bigint', 'csm_email_opened'),
+    ('csm_emails_clicked', 'user_totals.csm_emails_clicked', 'bigint', 'csm_email_clicked'),
+    ('admin_active_users', 'user_totals.admin_active_users', 'bigint', 'roles'),
 ] %}
+{%- set event_types = measures | map(attribute=3) | reject('none') | reject('equalto', 'roles') | unique | list %}
 
 with
 
@@ -140,6 +146,23 @@ spine as (
 
 ),
 
+event_types as (
+
+    -- one row: the first day of each event type in the log
+    select
+    {%- for event_type in event_types %}
+        min(case when event_name = '{{ event_type }}' then first_event_date end) as first_{{ event_type }}{{ ',' if not loop.last }}  -- noqa: LT02
+    {%- endfor %}
+    from {{ ref('int_event_types_first_seen') }}
+
+),
+
+account_roles as (
+
+    select * from {{ ref('int_account_roles') }}
+
+),
+
 user_totals as (
 
     select
@@ -147,6 +170,7 @@ user_totals as (
         activity_date,
         count(case when is_active then 1 end) as active_users,
         count(case when is_active and is_admin then 1 end) as admin_active_users,
+        sum(portal_events) as portal_events,
         sum(sessions) as logins,
         sum(session_minutes) as session_minutes,
         sum(csm_emails_opened) as csm_emails_opened,
@@ -175,12 +199,22 @@ final as (
         spine.account_id,
         spine.activity_date,
         landed_days.landing_date is not null as is_data_landed,
-    {%- for name, expression, data_type in measures %}
+    {%- for name, expression, data_type, needs in measures %}
         case
-            when landed_days.landing_date is not null then cast(coalesce({{ expression }}, 0) as {{ data_type }})
+            when
+                landed_days.landing_date is not null
+                {%- if needs == 'roles' %}
+                and account_roles.has_user_roles
+                {%- elif needs %}
+                and event_types.first_{{ needs }} <= spine.activity_date
+                {%- endif %}
+                then cast(coalesce({{ expression }}, 0) as {{ data_type }})
         end as {{ name }}{{ ',' if not loop.last }}  -- noqa: LT02
     {%- endfor %}
     from spine
+    cross join event_types
+    left join account_roles
+        on spine.account_id = account_roles.account_id
     left join landed_days
         on spine.activity_date = landed_days.landing_date
     left join user_totals

@@ -23,7 +23,14 @@ from pathlib import Path
 import duckdb
 import yaml
 
-from ingest.common import IngestError, SourceStats, relative_name, transaction
+from ingest.common import (
+    IngestError,
+    SourceStats,
+    day_dir,
+    manifest_files,
+    relative_name,
+    transaction,
+)
 from ingest.events import CANDIDATE_COLUMNS, finish_events
 from ingest.schema import CANONICAL_EVENTS
 
@@ -41,6 +48,15 @@ FORMATS = ("csv", "parquet", "jsonl", "text")
 # The category of every event whose name the mapping does not translate (unless it is canonical).
 OTHER_ACTIVITY = "Other Activity"
 EPOCH_FORMATS = ("epoch", "epoch_ms")
+# File name endings of each format (a folder given to a history load; a landing folder's exports).
+EXTENSIONS = {
+    "csv": (".csv", ".csv.gz", ".tsv", ".tsv.gz"),
+    "parquet": (".parquet",),
+    "jsonl": (".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz", ".json", ".json.gz"),
+    "text": (".txt", ".txt.gz", ".dat", ".log", ".log.gz"),
+}
+# A landing folder's own files, never read as an export (events*.jsonl[.gz] are the JSON events).
+CONTRACT_FILES = ("accounts.csv", "users.csv", "outcomes.csv")
 # The text readers' buffer (DuckDB's default is 32 MB, twice over): small enough for a memory
 # limit of a few dozen MB, and still 4x the longest line DuckDB accepts by default (2 MB).
 READ_BUFFER_BYTES = 8 * 1024 * 1024
@@ -506,7 +522,7 @@ def stage_export(
                         || ' has no time zone; say which zone it is in with `timezone:` in the '
                         || 'mapping'
                     when event_at > {not_after_sql} then 'timestamp ' || event_at::varchar
-                        || ' is ' || $not_after_label
+                        || ' is ' || {_lit(not_after_label)}
                 end as detail
             from checked
         )
@@ -519,7 +535,6 @@ def stage_export(
     params: dict = {"file": name}
     if not_after:
         params["not_after"] = not_after
-        params["not_after_label"] = not_after_label
     # Without undecodable lines, row k of the file is line header + k; with them (rare), the good
     # rows after each one shift by a line (an ASOF lookup in _hist_line_shift).
     plain = f"select *, {src.header_lines} + _k as source_line from rows"
@@ -617,6 +632,45 @@ def _line_shift(con, header_lines: int) -> None:
         group by line - {header_lines} - i
         """
     )
+
+
+def landing_exports(folder: Path, mapping: ByoMapping) -> list[Path]:
+    """A landing folder's exports in the mapping's format: every file with one of the format's
+    endings except the contract's own files (events*, accounts.csv, users.csv, outcomes.csv);
+    only those the manifest lists, when it lists files.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    listed = manifest_files(folder)
+    return [
+        p
+        for p in sorted(folder.iterdir())
+        if p.is_file()
+        and p.name.lower().endswith(EXTENSIONS[mapping.format])
+        and p.name not in CONTRACT_FILES
+        and not p.name.startswith(("events", ".", "_"))
+        and (listed is None or p.name in listed)
+    ]
+
+
+def stage_landing_exports(
+    con, landing_dir: Path, dates: list[dt.date], mapping: ByoMapping
+) -> dict[dt.date, list[Path]]:
+    """Append the exports of these landing days to `_ev_cand` (each as its day's events)."""
+    con.execute(f"create or replace temp table _ev_byo_stage ({STAGE_COLUMNS})")
+    found: dict[dt.date, list[Path]] = {}
+    for day in dates:
+        found[day] = landing_exports(day_dir(landing_dir, day), mapping)
+        for path in found[day]:
+            con.execute("delete from _ev_byo_stage")
+            name = relative_name(path, Path(landing_dir))
+            stage_export(con, path, mapping, "_ev_byo_stage", name=name, keep_all_records=True)
+            con.execute(
+                "insert into _ev_cand select $day, * exclude (event_date) from _ev_byo_stage",
+                {"day": day},
+            )
+    return found
 
 
 def load_byo_file(

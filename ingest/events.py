@@ -441,10 +441,14 @@ def record_partitions(con, stats: list[SourceStats]) -> None:
     con.execute(f"insert into raw.landed_partitions values {rows}", params)
 
 
-def load_events_days(con, landing_dir: Path, dates: list[dt.date]) -> dict[dt.date, SourceStats]:
+def load_events_days(
+    con, landing_dir: Path, dates: list[dt.date], mapping=None
+) -> dict[dt.date, SourceStats]:
     """Load the event files of several landing days set-based, in one transaction.
 
-    The days' accounts/users snapshots, if any, must be loaded already (same or earlier days).
+    With a `mapping` (ingest.byo.ByoMapping), each folder's exports in that format load too, as
+    the day's events. The days' accounts/users snapshots, if any, must be loaded already (same
+    or earlier days).
     """
     started = time.perf_counter()
     files: dict[dt.date, int] = {}
@@ -463,6 +467,12 @@ def load_events_days(con, landing_dir: Path, dates: list[dt.date]) -> dict[dt.da
         # One scan over all the batch's files instead of one per file.
         load_many_lines(con, "_ev_lines", to_read)
         _parse_json_lines(con)
+        if mapping is not None:
+            from ingest.byo import stage_landing_exports  # byo builds on this module
+
+            for d, paths in stage_landing_exports(con, landing_dir, list(dates), mapping).items():
+                files[d] += len(paths)
+                sizes[d] += sum(p.stat().st_size for p in paths)
         return finish_events(
             con, list(dates), files=files, bytes_read=sizes, started=started,
             lines_table="_ev_lines",

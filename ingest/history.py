@@ -27,7 +27,14 @@ from pathlib import Path
 
 import duckdb
 
-from ingest.byo import STAGE_COLUMNS, ByoMapping, StagedFile, out_of_memory, stage_export
+from ingest.byo import (
+    EXTENSIONS,
+    STAGE_COLUMNS,
+    ByoMapping,
+    StagedFile,
+    out_of_memory,
+    stage_export,
+)
 from ingest.common import IngestError, transaction
 from ingest.events import CANDIDATE_COLUMNS, finish_events
 from ingest.schema import HISTORY_SOURCE, ensure_raw_schema
@@ -37,13 +44,6 @@ DEFAULT_BATCH_ROWS = 2_000_000
 # A run of at least this many days without any event inside the history is reported: those days
 # count as quiet days (landed, no activity), which is wrong if a file is missing.
 QUIET_GAP_DAYS = 7
-# File name endings each format picks up when a folder is given.
-EXTENSIONS = {
-    "csv": (".csv", ".csv.gz", ".tsv", ".tsv.gz"),
-    "parquet": (".parquet",),
-    "jsonl": (".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz", ".json", ".json.gz"),
-    "text": (".txt", ".txt.gz", ".dat", ".log", ".log.gz"),
-}
 
 
 @dataclass

@@ -70,7 +70,7 @@ def check_manifest(folder: Path) -> dict:
     return manifest
 
 
-def _load_batch(con, landing_dir: Path, dates: list[dt.date]) -> list[LoadStats]:
+def _load_batch(con, landing_dir: Path, dates: list[dt.date], mapping=None) -> list[LoadStats]:
     started = time.perf_counter()
     for day in dates:
         folder = day_dir(landing_dir, day)
@@ -83,7 +83,7 @@ def _load_batch(con, landing_dir: Path, dates: list[dt.date]) -> list[LoadStats]
         for source in (ACCOUNTS, USERS, OUTCOMES):
             for day, s in load_csv_days(con, landing_dir, dates, source).items():
                 out[day].sources[s.source] = s
-        for day, s in load_events_days(con, landing_dir, dates).items():
+        for day, s in load_events_days(con, landing_dir, dates, mapping).items():
             out[day].sources["events"] = s
     per_day = round((time.perf_counter() - started) / len(dates), 3)
     for stats in out.values():
@@ -91,14 +91,15 @@ def _load_batch(con, landing_dir: Path, dates: list[dt.date]) -> list[LoadStats]
     return [out[d] for d in dates]
 
 
-def load_landing_day(con, landing_dir: Path, landing_date: dt.date) -> LoadStats:
+def load_landing_day(con, landing_dir: Path, landing_date: dt.date, mapping=None) -> LoadStats:
     """Load every file of one landing day (snapshots, outcomes, events) in ONE transaction.
 
-    Re-loading a day replaces exactly that day's rows, so this is safe to repeat. Raises
-    IngestError (nothing written) when the folder is incomplete or a file cannot be read.
+    With a `mapping` (ingest.byo.ByoMapping), the folder's exports in its format are the day's
+    events too. Re-loading a day replaces exactly that day's rows, so this is safe to repeat.
+    Raises IngestError (nothing written) when the folder is incomplete or a file cannot be read.
     """
     ensure_raw_schema(con)
-    return _load_batch(con, landing_dir, [landing_date])[0]
+    return _load_batch(con, landing_dir, [landing_date], mapping)[0]
 
 
 def load_landing_days(
@@ -108,6 +109,7 @@ def load_landing_days(
     *,
     max_days_per_batch: int = 31,
     max_bytes_per_batch: int = 48_000_000,
+    mapping=None,
 ) -> list[LoadStats]:
     """Load many landing days in date order (all complete folders when `dates` is None).
 
@@ -123,19 +125,19 @@ def load_landing_days(
     for day in days:
         day_bytes = sum(p.stat().st_size for p in event_files(day_dir(landing_dir, day)))
         if batch and (len(batch) >= max_days_per_batch or size + day_bytes > max_bytes_per_batch):
-            results += _load_or_split(con, landing_dir, batch)
+            results += _load_or_split(con, landing_dir, batch, mapping)
             batch, size = [], 0
         batch.append(day)
         size += day_bytes
     if batch:
-        results += _load_or_split(con, landing_dir, batch)
+        results += _load_or_split(con, landing_dir, batch, mapping)
     return results
 
 
-def _load_or_split(con, landing_dir: Path, batch: list[dt.date]) -> list[LoadStats]:
+def _load_or_split(con, landing_dir: Path, batch: list[dt.date], mapping) -> list[LoadStats]:
     try:
-        return _load_batch(con, landing_dir, batch)
+        return _load_batch(con, landing_dir, batch, mapping)
     except IngestError:
         if len(batch) == 1:
             raise
-        return [_load_batch(con, landing_dir, [d])[0] for d in batch]
+        return [_load_batch(con, landing_dir, [d], mapping)[0] for d in batch]

@@ -106,6 +106,22 @@ def _quarantine_examples(con, source: str, days: list[dt.date]) -> dg.MetadataVa
     return dg.MetadataValue.md("\n".join(lines))
 
 
+# With this file in EA_CONFIG_DIR, landing folders may carry exports in its format (loaded as
+# the day's events through it, beside any events*.jsonl.gz).
+LANDING_MAPPING_FILE = "event_mapping.yml"
+
+
+def landing_mapping(config_dir: Path) -> ByoMapping | None:
+    """The mapping landing folders' exports load through, if the team has set one up."""
+    path = Path(config_dir) / LANDING_MAPPING_FILE
+    if not path.is_file():
+        return None
+    try:
+        return ByoMapping.from_yaml(path)
+    except IngestError as exc:
+        raise dg.Failure(description=f"{path}: {exc}") from exc
+
+
 @dg.multi_asset(
     name="raw_landing",
     specs=_specs(),
@@ -119,11 +135,12 @@ def raw_landing(context: dg.AssetExecutionContext, duckdb: DuckDBResource, paths
     """Load the selected landing days (never half a day) and validate what was loaded."""
     dates = sorted(dt.date.fromisoformat(k) for k in context.partition_keys)
     started = time.perf_counter()
+    mapping = landing_mapping(paths.config)
     with duckdb.get_connection() as con:
         ensure_raw_schema(con)
         try:
             # Batched and set-based: a 400-day backfill is a handful of transactions.
-            loaded = load_landing_days(con, paths.landing, dates)
+            loaded = load_landing_days(con, paths.landing, dates, mapping=mapping)
         except IngestError as exc:
             raise dg.Failure(
                 description=str(exc),

@@ -88,8 +88,11 @@ class Warehouse:
         accounts: dict[str, dict],
         landed: bool = True,
         churn: dict[str, float] | None = None,
+        percentile: dict[str, float] | None = None,
     ) -> None:
-        """Rows for one as-of day: each account = HEALTHY overridden by its dict."""
+        """Rows for one as-of day: each account = HEALTHY overridden by its dict; `churn` gives
+        accounts a churn probability, `percentile` a middling score at that churn percentile
+        (the shipped usage rules fire only where the model's percentile is 75 or more)."""
         rows = []
         for account_id, overrides in accounts.items():
             values = {**HEALTHY, **overrides}
@@ -112,6 +115,17 @@ class Warehouse:
                 "-0.1, '[]', now())",
                 [account_id, day, p, p * 100, "very_high" if p > 0.6 else "low"],
             )
+        for account_id, pct in (percentile or {}).items():
+            self.score(day, account_id, pct)
+
+    def score(self, day: dt.date, account_id: str, percentile: float) -> None:
+        """A churn score of probability 0.5, band medium, at this percentile."""
+        self.con.execute(
+            "insert into ml.account_scores values (?, ?, 'churn', '3', 'run1', 0.5, ?, 'medium', "
+            "'logins_trend_28d', 'days_since_admin_activity', 'seat_utilisation', 0.8, 0.3, "
+            "-0.1, '[]', now())",
+            [account_id, day, percentile],
+        )
 
 
 @pytest.fixture()

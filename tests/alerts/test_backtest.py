@@ -12,8 +12,9 @@ from tests.alerts.conftest import D0, days
 from tests.alerts.test_engine import _rules
 
 
-def _history(wh, n_days=60, churn_day=45):
-    """Two churners decline from day 20; one account dips and recovers; two stay healthy."""
+def _history(wh, n_days=60, churn_day=45, percentile=None):
+    """Two churners decline from day 20; one account dips and recovers; two stay healthy.
+    With `percentile`, every account has a middling churn score at that percentile."""
     for i, day in enumerate(days(n_days)):
         falling = max(1, 12 - max(0, i - 20))  # 12 active users until day 20, then down
         accounts = {
@@ -26,7 +27,8 @@ def _history(wh, n_days=60, churn_day=45):
         if i >= churn_day:
             accounts.pop("c1")
             accounts.pop("c2")
-        wh.day(day, accounts)
+        scores = dict.fromkeys(accounts, percentile) if percentile else None
+        wh.day(day, accounts, percentile=scores)
     wh.con.execute("create schema if not exists raw")
     wh.con.execute(
         "create table raw.outcomes (account_id string, outcome string, effective_date date, "

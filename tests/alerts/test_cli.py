@@ -29,6 +29,7 @@ def test_role_scoped_listing_and_actions(wh, capsys):
             "a3": {"active_users_28d": 1, "csm_email": "carl@example.com",
                    "manager_email": "max@example.com"},
         },
+        percentile={"a1": 80, "a2": 80, "a3": 80},
     )  # fmt: skip
     wh.con.close()
     code, out = _cli(wh, capsys, "evaluate", "--as-of", str(d))

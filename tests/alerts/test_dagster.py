@@ -79,7 +79,7 @@ def test_sla_sensor_requests_escalation_job_which_escalates_once(wh, ea_env):
     from warehouse.ops_state import ops_state_path, publish_ops_state
 
     d = days(1)[0]
-    wh.day(d, {"a1": {"active_users_28d": 2}})
+    wh.day(d, {"a1": {"active_users_28d": 2}}, percentile={"a1": 80})
     templates = CONFIG / "templates" / "recommendations"
     rules = load_rules(CONFIG / "rules.yml", columns_from_connection(wh.con), templates)
     evaluate(wh.con, rules, load_routing(CONFIG / "routing.yml"), d, templates)
@@ -118,7 +118,7 @@ def test_sla_sensor_requests_escalation_job_which_escalates_once(wh, ea_env):
 def test_backtest_asset_reports_overall_metrics(wh, ea_env):
     from tests.alerts.test_backtest import _history
 
-    _history(wh)
+    _history(wh, percentile=80)  # the shipped usage rules need a churn score of 75+
     wh.con.close()
     d = days(60)
     result = dg.materialize(

@@ -28,6 +28,8 @@ def _day(wh, day: dt.date, accounts: dict[str, dict], dormant: dict[str, int]) -
     wh.con.register("_dormant_df", frame)
     wh.con.execute("insert into marts.account_health by name select * from _dormant_df")
     wh.con.unregister("_dormant_df")
+    for account_id in accounts:
+        wh.score(day, account_id, 80)  # the shipped usage rules need a churn score of 75+
     wh.con.execute(
         "insert into marts.data_freshness values (?, true, 100, 0, ?)",
         [day, dt.datetime.combine(day, dt.time(23))],

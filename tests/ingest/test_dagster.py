@@ -192,3 +192,31 @@ def test_load_history_job_loads_an_export_with_metadata_and_checks(ea_env, insta
     assert not failed.success
     message = failed.get_step_failure_events()[0].step_failure_data.error.message
     assert "mapping" in message and "paths" in message
+
+
+def test_landing_exports_load_through_the_configured_mapping(ea_env, instance, tmp_path,
+                                                             monkeypatch):  # fmt: skip
+    # The team's mapping in EA_CONFIG_DIR: landing folders may then carry their own exports.
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "event_mapping.yml").write_text(
+        (REPO / "config" / "byo_mapping.example.yml").read_text()
+    )
+    monkeypatch.setenv("EA_CONFIG_DIR", str(config))
+    landing = ea_env["EA_LANDING_DIR"]
+    (landing / "2025-03-04").mkdir()
+    (landing / "2025-03-04" / "portal_export.csv").write_bytes(
+        (REPO / "data" / "byo" / "portal_export_2025-03-04.csv").read_bytes()
+    )
+    write_day(landing, "2025-03-04", accounts=[account("a_00001"), account("a_00002")],
+              users=[user("u_00001_001", "a_00001"), user("u_00001_002", "a_00001"),
+                     user("u_00002_001", "a_00002")])  # fmt: skip
+    register_landing_days(instance, landing)
+    result = materialize(instance, partition_key="2025-03-04")
+    assert result.success
+    (events,) = [
+        m.metadata for m in result.asset_materializations_for_node("raw_landing")
+        if m.asset_key == dg.AssetKey(["raw", "events"])
+    ]  # fmt: skip
+    assert (events["files"].value, events["rows_loaded"].value) == (1, 8)
+    assert events["quarantined_by_reason"].value == {"bad_type": 1, "unknown_account": 1}

@@ -305,6 +305,26 @@ def test_daily_landings_continue_where_the_history_ends(con, export, landing):
     # Loading the history again keeps the landing folders' rows.
     load_history(con, [export["a"], export["b"]], mapping)
     assert con.execute("select count(*) from raw.events").fetchone()[0] == 6
+    # Daily files in the export's own format load through the same mapping, as their day's
+    # events, beside any JSON events of the day.
+    folder = landing / "2025-01-02"
+    folder.mkdir()
+    write(folder / "export-2025-01-02.csv", [
+        "o4,p4,login,2025-01-02T07:00:00Z,d1,", "o4,p4,view,2025-01-02T07:05:00Z,d2,",
+        "o4,p4,view,2025-01-02T07:05:00Z,d2,", "o5,,view,2025-01-02T09:00:00Z,d3,",
+    ])  # fmt: skip
+    write_day(landing, "2025-01-02", events=[event("m3", "p4", "o4", ts="2025-01-02T08:00:00Z")])
+    stats = load_landing_day(con, landing, d("2025-01-02"), mapping)
+    assert (stats.events.files, stats.events.rows_loaded, stats.events.duplicates_dropped) == (
+        2, 3, 1
+    )
+    assert stats.events.quarantined_by_reason == {"missing_field": 1}
+    assert con.execute(
+        "select list(message_id order by message_id), "
+        "list(distinct source_file order by source_file) "
+        "from raw.events where landing_date = '2025-01-02'"
+    ).fetchone() == (["d1", "d2", "m3"], ["2025-01-02/events-000.jsonl.gz",
+                                          "2025-01-02/export-2025-01-02.csv"])  # fmt: skip
 
 
 def test_cdnow_loads_whole_through_the_command(tmp_path, capsys):

@@ -39,6 +39,7 @@ ALL_STAGES = (
     "digests",
     "publish",
     "incremental",
+    "history",
     "rules_10k",
     "latency",
 )
@@ -172,6 +173,20 @@ def _link_day(source: Path, landing: Path, day: str) -> None:
             shutil.copy2(path, target)
 
 
+def history_archive(export: Path, cache: Path) -> Path:
+    """Every landed event file of the tier in one .jsonl.gz (written once per cache)."""
+    archive = cache / "history_events.jsonl.gz"
+    if not archive.exists():
+        partial = archive.with_suffix(".partial")
+        with partial.open("wb") as out:
+            for path in sorted(export.glob("*/events-*.jsonl.gz")):
+                with path.open("rb") as part:
+                    shutil.copyfileobj(part, out)
+        partial.rename(archive)
+        say(f"  history: wrote {archive} ({archive.stat().st_size / 2**30:.2f} GiB)")
+    return archive
+
+
 def stage_env(work: Path) -> dict[str, str]:
     home = work / "dagster_home"
     home.mkdir(parents=True, exist_ok=True)
@@ -270,6 +285,15 @@ def _run_tier(
         _link_day(export, landing, new_day)
         runner.stage("ingest_day", "ingest", f"--days={new_day}")
         runner.stage("marts_day", "marts")
+    if "history" in stages:
+        # The tier's whole event archive as ONE file (the landed event files concatenated, gzip
+        # members back to back; cached), loaded by `ea load-history` into a warehouse of its own.
+        archive = history_archive(export, cache)
+        runner.stage(
+            "history", "history", f"--file={archive}",
+            f"--mapping={REPO / 'config' / 'examples' / 'segment_jsonl_mapping.yml'}",
+            f"--database={work / 'history.duckdb'}",
+        )  # fmt: skip
     if "rules_10k" in stages:
         runner.stage("rules_10k", "rules_10k")
     if "latency" in stages:

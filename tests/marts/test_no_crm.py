@@ -96,9 +96,9 @@ def test_accounts_come_from_the_events_and_unknown_attributes_stay_null(no_crm):
     assert rows == [(orgs, orgs, 0, orgs)]
     # The calendar starts with the history and every day of it has landed.
     assert world.query(
-        "select min(activity_date), max(activity_date), count(*) filter (where not is_landed) "
-        "from marts.data_freshness"
-    ) == [(START, END, 0)]
+        "select min(activity_date), max(activity_date), count(*) filter (where not is_landed), "
+        "bool_and(is_history_day) from marts.data_freshness"
+    ) == [(START, END, 0, True)]
 
 
 @pytest.mark.slow

@@ -1,5 +1,6 @@
--- One row per calendar day up to the as-of date: did that day's data land, how many events
--- carry that date, and how many of them arrived late (on a later landing day).
+-- One row per calendar day up to the as-of date: did that day's data land (a landing folder or a
+-- day of the loaded history), how many events carry that date, and how many of them arrived late
+-- (on a later landing day).
 with
 
 calendar as (
@@ -31,7 +32,8 @@ landed_days as (
 
     select
         landing_date,
-        max(loaded_at) as landed_at
+        max(loaded_at) as landed_at,
+        max(case when source_name = 'history' then 1 else 0 end) = 1 as is_history_day
     from landed_partitions
     group by landing_date
 
@@ -55,7 +57,8 @@ final as (
         landed_days.landing_date is not null as is_landed,
         coalesce(events_by_day.events_loaded, 0) as events_loaded,
         coalesce(events_by_day.late_events_after, 0) as late_events_after,
-        landed_days.landed_at
+        landed_days.landed_at,
+        coalesce(landed_days.is_history_day, false) as is_history_day
     from calendar
     left join landed_days
         on calendar.calendar_date = landed_days.landing_date

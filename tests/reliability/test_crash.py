@@ -127,8 +127,10 @@ def test_outbox_killed_mid_send_never_loses_mail(world, tmp_path):  # noqa: F811
         with CountingSmtp() as smtp:
             extra = ["--smtp-port", str(smtp.port), "--now", NOW.isoformat()]
             assert run_stage("outbox", db, *extra, kill_at=k) is None
-            # A delivery the killed pass had claimed is retried once its claim's lease ends.
-            later = (NOW + CLAIM_LEASE + dt.timedelta(seconds=1)).isoformat()
+            # A delivery the killed pass had claimed is retried once its claim's lease ends (the
+            # lease runs from the claim's time, which moves on with the pass: a minute of margin
+            # for a slow, loaded machine).
+            later = (NOW + CLAIM_LEASE + dt.timedelta(minutes=1)).isoformat()
             run_stage("outbox", db, "--smtp-port", str(smtp.port), "--now", later)
         counts = collections.Counter(smtp.message_ids)
         assert set(counts) == expected, f"killed at {k}: mail lost"

@@ -8,9 +8,10 @@ import time
 
 import pandas as pd
 
-from alerts.inputs import EvaluationError, build_eval_table, check_inputs, table_exists
+from alerts.inputs import EvaluationError, build_eval_table, check_inputs
 from alerts.rules import RuleSet
 from alerts.schema import ensure_schema
+from warehouse.catalog import table_exists
 
 NON_CHURN_TYPES = ("expansion_opportunity", "data_freshness")
 RESULT_COLUMNS = [

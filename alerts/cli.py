@@ -16,6 +16,7 @@ from alerts.lifecycle import TransitionError, escalate_overdue, snooze, transiti
 from alerts.recipients import People, alert_filter, may_see, role_of
 from alerts.rules import RulesFileError, columns_from_connection, load_routing, load_rules
 from alerts.schema import FEEDBACK, ensure_schema
+from warehouse.catalog import table_exists
 
 
 def _date(text: str) -> dt.date:
@@ -186,7 +187,7 @@ def _run(con, args, config: Path) -> int:
                 print(live.to_string(index=False))
         return 0
     if cmd == "list":
-        if not _has_alerts(con):
+        if not table_exists(con, "alerts", "alerts"):
             print("no alerts yet (run `python -m alerts evaluate --as-of D` first)")
             return 0
         role, where, params = alert_filter(con, People.from_routing(routing), args.actor)
@@ -228,15 +229,6 @@ def _run(con, args, config: Path) -> int:
         out = {"alert_id": args.alert_id, "to_status": f"snoozed until {args.until}"}
     print(f"{out['alert_id']}: {out['to_status']}")
     return 0
-
-
-def _has_alerts(con) -> bool:
-    return bool(
-        con.execute(
-            "select count(*) from information_schema.tables "
-            "where table_schema = 'alerts' and table_name = 'alerts'"
-        ).fetchall()[0][0]
-    )
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from alerts.rules import RuleSet, columns_from_connection
+from warehouse.catalog import table_columns, table_exists
 
 WHOLE_WAREHOUSE = "*"  # account_id of data freshness alerts, which concern the whole day
 # Rules of this type see only dormant accounts (the went-dormant notice); all others only live ones.
@@ -27,14 +28,6 @@ REQUIRED_HEALTH_COLUMNS = (
 
 class EvaluationError(RuntimeError):
     """The rules cannot be evaluated for this date; the message says what to fix."""
-
-
-def table_exists(con, schema: str, table: str) -> bool:
-    row = con.execute(
-        "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
-        [schema, table],
-    ).fetchall()[0]
-    return bool(row[0])
 
 
 def check_inputs(con, ruleset: RuleSet) -> None:
@@ -73,13 +66,7 @@ def build_eval_table(con, start: dt.date, end: dt.date | None = None, name="_ea_
         else ""
     )
     name_expr = "coalesce(d.account_name, h.account_id)" if has_dim else "h.account_id"
-    health_columns = {
-        c
-        for (c,) in con.execute(
-            "select column_name from information_schema.columns "
-            "where table_schema = 'marts' and table_name = 'account_health'"
-        ).fetchall()
-    }
+    health_columns = table_columns(con, "marts", "account_health")
     dormant = "coalesce(h.is_dormant, false)" if "is_dormant" in health_columns else "false"
     if "is_dormant" in health_columns:
         health_star = (

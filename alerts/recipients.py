@@ -20,6 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from warehouse.catalog import table_columns, table_exists
+
 WHOLE_WAREHOUSE = "*"  # account_id of warehouse-wide (data freshness) alerts
 ROLES = ("csm", "manager", "admin")
 # Where each link of the chain comes from, as recorded with a delivery and in the audit log.
@@ -182,14 +184,7 @@ def route(rule, row: Mapping[str, Any], routing) -> tuple[str, str]:
 
 
 def _table_columns(con, schema: str, table: str) -> set[str]:
-    return {
-        r[0].lower()
-        for r in con.execute(
-            "select column_name from information_schema.columns "
-            "where table_schema = ? and table_name = ?",
-            [schema, table],
-        ).fetchall()
-    }
+    return {c.lower() for c in table_columns(con, schema, table)}
 
 
 def accounts_sql(con) -> str | None:
@@ -266,10 +261,6 @@ def account_scopes(con, people: People) -> list[tuple[str, str, str]]:
     ).fetchall()
 
 
-def _has_table(con, schema: str, table: str) -> bool:
-    return bool(_table_columns(con, schema, table))
-
-
 def role_of(con, people: People, person: str) -> str | None:
     """'admin', 'manager' or 'csm' (the broadest this person holds), None: sees nothing."""
     person = _clean(person) or ""
@@ -290,7 +281,7 @@ def role_of(con, people: People, person: str) -> str | None:
             return "csm"
     if person in (people.unassigned_owner, people.data_team):
         return "csm"
-    if _has_table(con, "alerts", "alerts"):
+    if table_exists(con, "alerts", "alerts"):
         esc, own = con.execute(
             "select count(*) filter (where lower(escalation_email) = $p), "
             "count(*) filter (where lower(owner_email) = $p) from alerts.alerts",
@@ -330,7 +321,7 @@ def alert_filter(
             "or (csm is null and $scope_person = $scope_unassigned) "
             "or (mgr is null and $scope_person = $scope_default_escalation))"
         )
-    if _has_table(con, "alerts", "escalations"):
+    if table_exists(con, "alerts", "escalations"):
         parts.append(
             f"{a}.alert_id in (select alert_id from alerts.escalations "
             "where lower(escalated_to) = $scope_person)"
@@ -354,7 +345,7 @@ def alert_audience(con, people: People) -> list[tuple[str, str, str]]:
     """(recipient, role, alert_id) for every person and every alert they may see: the account
     scopes above plus the alerts routed or escalated to someone outside them.
     """
-    if not _has_table(con, "alerts", "alerts"):
+    if not table_exists(con, "alerts", "alerts"):
         return []
     acc = accounts_sql(con) or "select null::varchar as account_id, null as csm, null as mgr"
     routed = [
@@ -363,7 +354,7 @@ def alert_audience(con, people: People) -> list[tuple[str, str, str]]:
         "select lower(escalation_email), alert_id from alerts.alerts "
         "where escalation_email is not null",
     ]
-    if _has_table(con, "alerts", "escalations"):
+    if table_exists(con, "alerts", "escalations"):
         routed.append(
             "select lower(escalated_to), alert_id from alerts.escalations "
             "where escalated_to is not null"

@@ -15,6 +15,7 @@ from alerts.escalation import LEVELS, EscalationPolicy, EscalationStep
 from alerts.expr import Compiled, ConditionError, compile_condition
 from alerts.holdout import Holdout
 from alerts.schema import ACTIONS, ALERT_TYPES, SEVERITIES
+from warehouse.catalog import table_columns
 
 # Columns the rules may use beyond the health mart: the day's model scores and anomalies.
 DERIVED_COLUMNS = {
@@ -177,15 +178,10 @@ class RuleSet:
 
 def columns_from_connection(con) -> dict[str, str]:
     """Column catalogue from the live marts.account_health plus the derived score columns."""
-    rows = con.execute(
-        """
-        select column_name, data_type from information_schema.columns
-        where table_schema = 'marts' and table_name = 'account_health'
-        """
-    ).fetchall()
+    rows = table_columns(con, "marts", "account_health")
     if not rows:
         return {**CONTRACT_HEALTH_COLUMNS, **DERIVED_COLUMNS}
-    cols = {name.lower(): _lang_type(t) for name, t in rows}
+    cols = {name.lower(): _lang_type(t) for name, t in rows.items()}
     return {**{k: v for k, v in cols.items() if v}, **DERIVED_COLUMNS}
 
 

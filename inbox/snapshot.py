@@ -20,6 +20,7 @@ import pandas as pd
 
 from alerts.recipients import People, account_scopes, alert_audience
 from notifications.content import crm_links, user_privacy
+from warehouse.catalog import table_exists
 from warehouse.publish import publish_snapshot
 
 SNAPSHOT_VERSION = 1
@@ -38,16 +39,6 @@ TABLES = (
 )
 
 
-def _exists(con, schema: str, table: str) -> bool:
-    return bool(
-        con.execute(
-            "select count(*) from information_schema.tables "
-            "where table_schema = ? and table_name = ?",
-            [schema, table],
-        ).fetchall()[0][0]
-    )
-
-
 def publish_app_snapshot(
     con, path: str | Path, people: People, now: dt.datetime | None = None
 ) -> dict[str, Any]:
@@ -58,9 +49,9 @@ def publish_app_snapshot(
     the alerts have not been built yet.
     """
     now = now or dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    if not _exists(con, "alerts", "alerts"):
+    if not table_exists(con, "alerts", "alerts"):
         raise RuntimeError("alerts.alerts does not exist yet: materialize alerts/alerts first")
-    has_dim = _exists(con, "marts", "dim_accounts")
+    has_dim = table_exists(con, "marts", "dim_accounts")
     dim = (
         "left join (select account_id, any_value(csm_email) as csm_email, "
         "any_value(manager_email) as manager_email, any_value(csm_name) as csm_name "
@@ -107,7 +98,7 @@ def publish_app_snapshot(
     views = {name: f"_ea_app_snapshot_{name}" for name in frames}
     tables = {f"main.{name}": f"select * from {views[name]}" for name in frames}
     tables["main.alerts"] = kept_sql
-    if _exists(con, "marts", "account_health"):
+    if table_exists(con, "marts", "account_health"):
         tables["main.metrics"] = f"""
             with latest as (
                 select * from marts.account_health
@@ -121,7 +112,7 @@ def publish_app_snapshot(
         """
     else:
         tables["main.metrics"] = "select null::varchar as account_id, null::date as as_of_date"
-    if _exists(con, "alerts", "audit_log"):
+    if table_exists(con, "alerts", "audit_log"):
         tables["main.audit"] = f"""
             select alert_id, event, from_status, to_status, actor, reason, event_at, details_json
             from alerts.audit_log

@@ -33,6 +33,7 @@ from ingest.common import (
 )
 from ingest.events import CANDIDATE_COLUMNS, finish_events
 from ingest.schema import CANONICAL_EVENTS
+from warehouse.catalog import table_exists
 
 # Canonical fields a mapping may fill; the first four are required (from a column or a constant).
 REQUIRED_FIELDS = ("account_id", "user_id", "event_name", "event_at")
@@ -615,10 +616,9 @@ def _drop_rejects(con) -> None:
 
 
 def _has_rejects(con) -> bool:
-    exists = con.execute(
-        "select count(*) from duckdb_tables() where table_name = '_hist_rejects'"
-    ).fetchone()[0]
-    return bool(exists) and con.execute("select count(*) from _hist_rejects").fetchone()[0] > 0
+    if not table_exists(con, "main", "_hist_rejects"):
+        return False
+    return con.execute("select count(*) from _hist_rejects").fetchone()[0] > 0
 
 
 def _line_shift(con, header_lines: int) -> None:

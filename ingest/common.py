@@ -11,6 +11,8 @@ from pathlib import Path
 
 import duckdb
 
+from warehouse.catalog import table_exists
+
 
 class IngestError(RuntimeError):
     """A landing file or folder cannot be loaded; the message names the file and what to fix."""
@@ -163,9 +165,7 @@ def load_many_lines(con, table: str, files: list[tuple[Path, str, dt.date]]) -> 
         )
     except duckdb.Error as exc:
         raise _unreadable(con, [Path(p) for p, _, _ in files], exc) from exc
-    has_rejects = con.execute(
-        "select count(*) from duckdb_tables() where table_name = '_ingest_rejects'"
-    ).fetchone()[0]
+    has_rejects = table_exists(con, "main", "_ingest_rejects")  # the reader's temp table
     if has_rejects:
         con.execute(
             """

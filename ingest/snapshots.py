@@ -18,6 +18,7 @@ from ingest.common import (
     transaction,
 )
 from ingest.events import record_partitions
+from warehouse.catalog import table_exists
 
 _SQL_TYPES = {
     "string": "varchar",
@@ -275,10 +276,7 @@ def load_csv_source(
 
 def _quarantine_rejects(con, source: CsvSource) -> list[tuple[dt.date, int]]:
     """Lines the CSV reader could not decode (e.g. invalid UTF-8) go to quarantine."""
-    exists = con.execute(
-        "select count(*) from duckdb_tables() where table_name = '_csv_rejects'"
-    ).fetchone()[0]
-    if not exists:
+    if not table_exists(con, "main", "_csv_rejects"):
         return []
     con.execute(
         """

@@ -7,6 +7,7 @@ import datetime as dt
 import pandas as pd
 
 from ml.config import AnomalyConfig
+from warehouse.catalog import table_columns, table_exists
 
 DDL = """
 create schema if not exists ml;
@@ -105,13 +106,7 @@ def detect_anomalies(con, as_of_date: dt.date, config: AnomalyConfig | None = No
     for metric in config.metrics:
         if not metric.isidentifier():
             raise ValueError(f"Metric name {metric!r} is not a plain column name.")
-    available = {
-        row[0]
-        for row in con.execute(
-            "select column_name from information_schema.columns "
-            "where table_schema = 'marts' and table_name = 'fct_account_daily_engagement'"
-        ).fetchall()
-    }
+    available = table_columns(con, "marts", "fct_account_daily_engagement")
     if not available:
         raise ValueError(
             "marts.fct_account_daily_engagement does not exist: build the marts first."
@@ -141,7 +136,7 @@ def detect_anomalies(con, as_of_date: dt.date, config: AnomalyConfig | None = No
         columns=["region", "holiday_date"],
     ).astype({"region": "object"})
     holidays["holiday_date"] = pd.to_datetime(holidays["holiday_date"]).dt.date
-    if config.regional_holidays and not _has_table(con, "marts", "dim_accounts"):
+    if config.regional_holidays and not table_exists(con, "marts", "dim_accounts"):
         raise ValueError(
             "Regional holidays need marts.dim_accounts (for each account's region): build the "
             "marts or list the days under `all`."
@@ -151,16 +146,6 @@ def detect_anomalies(con, as_of_date: dt.date, config: AnomalyConfig | None = No
         return _run(con, sql, as_of_date, config)
     finally:
         con.unregister("_ml_holidays")
-
-
-def _has_table(con, schema: str, table: str) -> bool:
-    return bool(
-        con.execute(
-            "select count(*) from information_schema.tables where table_schema = ? "
-            "and table_name = ?",
-            [schema, table],
-        ).fetchall()[0][0]
-    )
 
 
 def _run(con, sql: str, as_of_date: dt.date, config: AnomalyConfig):

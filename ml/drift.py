@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from warehouse.catalog import table_columns
+
 # Usual reading of PSI: < 0.1 stable, 0.1-0.25 a moderate shift, > 0.25 a shift worth retraining.
 PSI_WARN = 0.25
 _EPS = 1e-4
@@ -68,14 +70,9 @@ class DriftReport:
 
 
 def _columns(con, table: str) -> list[str]:
-    schema, name = table.split(".")
     return [
         c
-        for (c, t) in con.execute(
-            "select column_name, data_type from information_schema.columns "
-            "where table_schema = ? and table_name = ? order by ordinal_position",
-            [schema, name],
-        ).fetchall()
+        for c, t in table_columns(con, *table.split(".")).items()
         if t in ("DOUBLE", "FLOAT", "INTEGER", "BIGINT", "DECIMAL", "HUGEINT")
         or t.startswith("DECIMAL")
     ]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from warehouse.catalog import table_columns
+
 # What a resolution says about churn: lost = it churned; saved = it would have, but was kept
 # (a positive for "needed attention"); not_useful = the alert was wrong; useful says nothing.
 FEEDBACK_LABELS = {"lost": 1, "saved": 1, "not_useful": 0}
@@ -15,10 +17,7 @@ def feedback_labels(con) -> pd.DataFrame:
     label_needs_attention` (1 lost/saved, 0 not_useful). Join on (account_id, as_of_date) to
     weight or slice training and evaluation; empty when nobody has given feedback yet.
     """
-    exists = con.execute(
-        "select count(*) from information_schema.columns "
-        "where table_schema = 'alerts' and table_name = 'alerts' and column_name = 'feedback'"
-    ).fetchone()[0]
+    exists = "feedback" in table_columns(con, "alerts", "alerts")
     columns = ["account_id", "as_of_date", "rule_id", "feedback", "label_needs_attention"]
     if not exists:
         return pd.DataFrame(columns=columns)

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from alerts.recipients import People, account_scopes
 from notifications.links import ACTION_LABELS, ActionLinks
 from notifications.reasons import Glossary, glossary_at, reason_sentences
+from warehouse.catalog import table_exists
 
 SEVERITY_ORDER = {"critical": 0, "high": 1, "medium": 2, "low": 3}
 ACTIVE_STATUSES = ("open", "acknowledged")
@@ -121,27 +122,12 @@ def is_expansion(alert_type: str | None) -> bool:
     return "expansion" in (alert_type or "")
 
 
-def _require(con, table: str, producer: str) -> None:
-    schema, name = table.split(".")
-    found = con.execute(
-        "select count(*) from information_schema.tables where table_schema = $s and "
-        "table_name = $n",
-        {"s": schema, "n": name},
-    ).fetchall()[0][0]
-    if not found:
+def require_table(con, table: str, producer: str) -> None:
+    """Raise MissingUpstreamError naming what to run when `schema.table` does not exist yet."""
+    if not table_exists(con, *table.split(".")):
         raise MissingUpstreamError(
             f"Table {table} does not exist yet: materialize {producer} first."
         )
-
-
-def _table_exists(con, schema: str, name: str) -> bool:
-    return bool(
-        con.execute(
-            "select count(*) from information_schema.tables where table_schema = $s and "
-            "table_name = $n",
-            {"s": schema, "n": name},
-        ).fetchall()[0][0]
-    )
 
 
 def recipient_scopes(con, config: ContentConfig) -> list[tuple[str, str, str]]:
@@ -150,7 +136,7 @@ def recipient_scopes(con, config: ContentConfig) -> list[tuple[str, str, str]]:
     A CSM sees their own book, a manager their team's book, an admin everything; nobody else.
     The one scope model lives in alerts.recipients; this is its account-level view.
     """
-    _require(con, "marts.dim_accounts", "the dbt marts (marts.dim_accounts)")
+    require_table(con, "marts.dim_accounts", "the dbt marts (marts.dim_accounts)")
     return account_scopes(con, config.people)
 
 
@@ -159,7 +145,7 @@ def user_privacy(con) -> tuple[dict[str, str], set[str]]:
 
     Opted-out users are never named: they are neither a champion nor left in any text.
     """
-    if not _table_exists(con, "raw", "users"):
+    if not table_exists(con, "raw", "users"):
         return {}, set()
     rows = con.execute(
         """
@@ -404,7 +390,7 @@ def account_metrics(con, account_ids: list[str], as_of: dt.date) -> dict[str, di
     model signal refers to); {} when the mart is not built.
     """
     ids = [a for a in dict.fromkeys(account_ids) if a and a != "*"]
-    if not ids or not _table_exists(con, "marts", "account_health"):
+    if not ids or not table_exists(con, "marts", "account_health"):
         return {}
     cur = con.execute(
         """
@@ -421,8 +407,8 @@ def account_metrics(con, account_ids: list[str], as_of: dt.date) -> dict[str, di
 
 def active_alerts(con, as_of: dt.date | None = None) -> list[dict[str, Any]]:
     """Open and acknowledged alerts (not snoozed on `as_of`, not held out) with CSM, manager."""
-    _require(con, "alerts.alerts", "the alerts assets (alerts.alerts)")
-    _require(con, "marts.dim_accounts", "the dbt marts (marts.dim_accounts)")
+    require_table(con, "alerts.alerts", "the alerts assets (alerts.alerts)")
+    require_table(con, "marts.dim_accounts", "the dbt marts (marts.dim_accounts)")
     cur = con.execute(
         f"""
         select {", ".join("a." + c.strip() for c in ALERT_COLUMNS.split(","))},
@@ -449,7 +435,7 @@ def active_alerts(con, as_of: dt.date | None = None) -> list[dict[str, Any]]:
 
 def crm_links(con) -> dict[str, str]:
     """alert_id -> URL of the CRM task created for it (only tasks that really exist)."""
-    if not _table_exists(con, "ops", "outbox"):
+    if not table_exists(con, "ops", "outbox"):
         return {}
     return dict(
         con.execute(

@@ -29,6 +29,7 @@ from notifications.content import (
 )
 from notifications.outbox import Delivery, dead_letters, outbox_counts
 from notifications.schema import ensure_schema
+from warehouse.catalog import table_exists
 
 # Caps that keep the largest (admin) digest under the size at which Gmail clips a message, with
 # four signed action links per alert in the cards (accounts in cards, rows of the table).
@@ -387,11 +388,7 @@ def build_escalations(
     config = config or ContentConfig()
     now = now or dt.datetime.now(dt.UTC).replace(tzinfo=None)
     ensure_schema(con)
-    found = con.execute(
-        "select count(*) from information_schema.tables "
-        "where table_schema = 'alerts' and table_name = 'escalations'"
-    ).fetchall()[0][0]
-    if not found:
+    if not table_exists(con, "alerts", "escalations"):
         return []
     pending = con.execute(
         """

@@ -8,9 +8,10 @@ import io
 from pathlib import Path
 from typing import Any
 
-from notifications.content import PALETTE, ContentConfig, _require, _table_exists
+from notifications.content import PALETTE, ContentConfig, require_table
 from notifications.digest import compact_html, environment
 from notifications.outbox import Delivery
+from warehouse.catalog import table_exists
 
 CHART_CID = "kpi-chart@engagement-alerts"
 _HEADLINE = (
@@ -101,7 +102,7 @@ def build_kpi_emails(
     `week_start` (a Monday), key `kpi:<recipient>:<week_start>`, so a week is sent once.
     """
     config = config or ContentConfig()
-    _require(con, "kpis.kpi_alerts_weekly", "the KPI marts (kpis_job)")
+    require_table(con, "kpis.kpi_alerts_weekly", "the KPI marts (kpis_job)")
     missing = [n for n in ("kpi.html.j2", "kpi.txt.j2") if not (Path(templates_dir) / n).exists()]
     if missing:
         raise FileNotFoundError(
@@ -133,7 +134,7 @@ def build_kpi_emails(
         r["precision"] = _fmt(r["precision"], "pct")
         r["fatigue"] = _fmt(r["fatigue"], "pct")
     uplift = []
-    if _table_exists(con, "kpis", "kpi_holdout_uplift"):
+    if table_exists(con, "kpis", "kpi_holdout_uplift"):
         for u in _rows(con, "select * from kpis.kpi_holdout_uplift order by metric", []):
             if u["holdout_accounts"]:
                 uplift.append({

@@ -4,6 +4,8 @@ from pathlib import Path
 
 import duckdb
 
+from warehouse.catalog import table_columns, table_type
+
 RAW_TABLES = ("events", "accounts", "users", "outcomes", "landed_partitions", "quarantine")
 # Marts and intermediate tables the later stages read (scoring, alert evaluation, KPIs).
 SPARK_SCHEMAS = ("marts", "intermediate")
@@ -27,25 +29,16 @@ def export_raw_to_parquet(con: duckdb.DuckDBPyConnection, raw_dir: Path) -> dict
     """
     counts = {}
     for table in RAW_TABLES:
-        exists = con.execute(
-            "select count(*) from information_schema.tables "
-            "where table_schema = 'raw' and table_name = ?",
-            [table],
-        ).fetchone()[0]
-        if not exists:
+        columns = table_columns(con, "raw", table)
+        if not columns:
             raise RuntimeError(
                 f"raw.{table} is missing from the warehouse: run ingestion before exporting "
                 "the raw tables for Spark"
             )
-        columns = con.execute(
-            "select column_name, data_type from information_schema.columns "
-            "where table_schema = 'raw' and table_name = ? order by ordinal_position",
-            [table],
-        ).fetchall()
         # JSON text stays text; everything else keeps its type.
         select = ", ".join(
             f'cast("{name}" as varchar) as "{name}"' if kind == "JSON" else f'"{name}"'
-            for name, kind in columns
+            for name, kind in columns.items()
         )
         folder = raw_dir / table
         folder.mkdir(parents=True, exist_ok=True)
@@ -119,13 +112,7 @@ def load_spark_tables(
     try:
         for schema, table, source in _spark_tables(warehouse_dir, schemas):
             con.execute(f"create schema if not exists {schema}")
-            kind = con.execute(
-                "select table_type from information_schema.tables "
-                "where table_catalog = current_database() and table_schema = ? "
-                "and table_name = ?",
-                [schema, table],
-            ).fetchone()
-            if kind and kind[0] == "VIEW":
+            if table_type(con, schema, table) == "VIEW":
                 # DuckDB builds the intermediate models as views; Spark's are tables
                 con.execute(f"drop view {schema}.{table}")
             con.execute(

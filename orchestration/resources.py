@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import dagster as dg
+import yaml
 from dagster_duckdb import DuckDBResource
 
 from warehouse.analyst import ANALYST_FILE
@@ -35,6 +36,15 @@ class PathsResource(dg.ConfigurableResource):
     @property
     def analyst(self) -> Path:
         return Path(self.analyst_database) if self.analyst_database else self.data / ANALYST_FILE
+
+    @property
+    def email_templates(self) -> Path:
+        return self.config / "templates" / "email"
+
+    def routing(self) -> dict:
+        """config/routing.yml as written (empty when there is none); alerts.rules validates it."""
+        path = self.config / "routing.yml"
+        return (yaml.safe_load(path.read_text()) or {}) if path.exists() else {}
 
 
 class InboxResource(dg.ConfigurableResource):

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from warehouse.catalog import table_columns
+
 ANALYTICS_SCHEMA = "analytics"
 # The analyst database is written in DuckDB 1.5's storage format, which every DuckDB client
 # from 1.5 on reads: the `duckdb` CLI and JDBC/ODBC drivers people have installed often lag
@@ -108,13 +110,7 @@ VIEWS: tuple[ViewSpec, ...] = (
 
 
 def _columns(con, source: str) -> list[str] | None:
-    schema, table = source.split(".")
-    rows = con.execute(
-        "select column_name from information_schema.columns "
-        "where table_schema = ? and table_name = ? order by ordinal_position",
-        [schema, table],
-    ).fetchall()
-    return [r[0] for r in rows] or None
+    return list(table_columns(con, *source.split("."))) or None
 
 
 def _select(spec: ViewSpec, columns: list[str]) -> str:

@@ -16,6 +16,8 @@ import re
 import uuid
 from dataclasses import dataclass, field
 
+from warehouse.catalog import table_exists
+
 REDACTED = "[erased]"
 UNSENT = ("pending", "failed")
 
@@ -179,18 +181,8 @@ def _erase(con, kind: str, ids: dict[str, list[str]], terms: list[str], result: 
         result.redacted[f"{schema}.{table}"] = n
 
 
-def _has(con, schema: str, table: str) -> bool:
-    return bool(
-        con.execute(
-            "select count(*) from information_schema.tables where table_schema = ? "
-            "and table_name = ?",
-            [schema, table],
-        ).fetchone()[0]
-    )
-
-
 def _user_emails(con, user_ids: list[str]) -> list[str]:
-    if not user_ids or not _has(con, "raw", "users"):
+    if not user_ids or not table_exists(con, "raw", "users"):
         return []
     rows = con.execute(
         "select distinct email from raw.users where user_id in (select unnest(?)) "
@@ -255,14 +247,14 @@ def erase_account(
 ) -> ErasureResult:
     """Remove one account, all of its users, and every row and mention of them."""
     users, names = [], []
-    if _has(con, "raw", "users"):
+    if table_exists(con, "raw", "users"):
         users = [
             r[0]
             for r in con.execute(
                 "select distinct user_id from raw.users where account_id = ?", [account_id]
             ).fetchall()
         ]
-    if _has(con, "raw", "accounts"):
+    if table_exists(con, "raw", "accounts"):
         names = [
             v
             for r in con.execute(

@@ -3,7 +3,6 @@
 import datetime as dt
 import os
 import time
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -192,13 +191,6 @@ def deliveries_resources() -> dict[str, dg.ConfigurableResource]:
     }
 
 
-def _routing(paths: PathsResource) -> dict[str, Any]:
-    path = paths.config / "routing.yml"
-    if not path.exists():
-        return {}
-    return yaml.safe_load(path.read_text()) or {}
-
-
 def _crm_maps(paths: PathsResource) -> dict[str, dict[str, str]]:
     """Optional config/crm.yml: `owner_ids: {csm email: CRM user id}` and
     `account_ids: {account_id: CRM company/account id}` (default: the account_id itself).
@@ -211,17 +203,13 @@ def _crm_maps(paths: PathsResource) -> dict[str, dict[str, str]]:
     }
 
 
-def _templates(paths: PathsResource) -> Path:
-    return paths.config / "templates" / "email"
-
-
 def _content(paths: PathsResource, inbox: InboxResource | None = None) -> ContentConfig:
     """Routing, the glossary (config/glossary.yml: the words every message uses) and, with the
     inbox, its signed one-click action links (EA_PUBLIC_URL).
     """
     glossary = paths.config / "glossary.yml"
     return ContentConfig(
-        routing=_routing(paths),
+        routing=paths.routing(),
         glossary=glossary_at(glossary) if glossary.exists() else None,
         links=inbox.links(paths.data) if inbox is not None else None,
     )
@@ -240,7 +228,7 @@ def _critical_senders(smtp: SmtpResource, chat: ChatResource) -> dict[str, Any]:
 
 def _second_channel(paths: PathsResource) -> dict[str, list[str]]:
     """routing.yml `second_channel` (validated with the rules file by the alerts stage)."""
-    value = _routing(paths).get("second_channel") or {}
+    value = paths.routing().get("second_channel") or {}
     return {k: list(v or []) for k, v in value.items()}
 
 
@@ -284,7 +272,7 @@ def critical_alerts(
     # Sent with the warehouse closed (claim, send, record): nothing waits on the relay.
     run = run_critical(
         duckdb.get_connection,
-        _templates(paths),
+        paths.email_templates,
         _content(paths, inbox),
         _second_channel(paths),
         _critical_senders(smtp, chat),
@@ -323,7 +311,7 @@ def crm_tasks(
         ensure_schema(con)
         tasks = build_crm_tasks(
             con,
-            TaskPolicy.from_routing(_routing(paths)),
+            TaskPolicy.from_routing(paths.routing()),
             now,
             _content(paths).glossary,
             inbox_url=inbox.public_url,
@@ -372,7 +360,7 @@ def digests(
         built = build_digests(
             con,
             as_of,
-            _templates(paths),
+            paths.email_templates,
             _content(paths, inbox),
             now=dt.datetime.combine(as_of, dt.time(7)),
         )

@@ -7,7 +7,6 @@ The inbox records actions in its own store at once; here they reach the warehous
 import time
 
 import dagster as dg
-import yaml
 from dagster_duckdb import DuckDBResource
 
 from alerts.recipients import People
@@ -69,8 +68,7 @@ def inbox_actions(
 def inbox_snapshot(
     duckdb: DuckDBResource, paths: PathsResource, inbox: InboxResource
 ) -> dg.MaterializeResult:
-    routing_file = paths.config / "routing.yml"
-    routing = yaml.safe_load(routing_file.read_text()) if routing_file.exists() else {}
+    routing = paths.routing()
     path = inbox.snapshot(paths.data)
     with duckdb.get_connection() as con:
         try:

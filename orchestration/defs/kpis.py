@@ -17,7 +17,7 @@ from notifications.kpi_email import build_kpi_emails
 from notifications.outbox import send_emails_now, utcnow
 from notifications.schema import ensure_schema as ensure_ops_schema
 from orchestration.asof import AsOfConfig, resolve_as_of
-from orchestration.defs.deliveries import NETWORK_RETRY, SmtpResource, _routing, _templates
+from orchestration.defs.deliveries import NETWORK_RETRY, SmtpResource
 from orchestration.defs.marts import MartsTranslator, dbt_project
 from orchestration.publishing import ANALYST_DB
 from orchestration.resources import PathsResource
@@ -264,8 +264,8 @@ def kpi_email(
         built = build_kpi_emails(
             con,
             week,
-            _templates(paths),
-            ContentConfig(routing=_routing(paths)),
+            paths.email_templates,
+            ContentConfig(routing=paths.routing()),
             now=now,
         )
     # Sent with the warehouse closed (claim, send, record): nothing waits on the relay.

@@ -28,6 +28,7 @@ from packaging import version
 from orchestration.asof import AsOfConfig, resolve_as_of
 from orchestration.engine import export_raw_to_parquet, load_spark_tables, spark_dir_layout
 from orchestration.resources import PathsResource
+from warehouse.catalog import table_exists
 
 DBT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
 # The dbt next to this interpreter, so a venv works without being activated.
@@ -245,10 +246,7 @@ def _warehouse_state(con) -> tuple[dt.date | None, dt.date | None, int]:
         "select min(landing_date) from raw.landed_partitions "
         "where source in ('events', 'history')"
     ).fetchone()[0]
-    exists = con.execute(
-        "select count(*) from information_schema.tables "
-        "where table_schema = 'marts' and table_name = 'account_health'"
-    ).fetchone()[0]
+    exists = table_exists(con, "marts", "account_health")
     latest = (
         con.execute("select max(as_of_date) from marts.account_health").fetchone()[0]
         if exists

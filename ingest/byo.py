@@ -207,6 +207,14 @@ class ByoMapping:
         """The export's columns the mapping reads, in a stable order."""
         return sorted(set(self.columns.values()) | set(self.properties))
 
+    def stage_landing_exports(
+        self, con, landing_dir: Path, dates: list[dt.date]
+    ) -> dict[dt.date, list[Path]]:
+        """The landing days' exports in this format, staged as their days' events (for
+        ingest.events, which byo builds on and so cannot import).
+        """
+        return stage_landing_exports(con, landing_dir, dates, self)
+
 
 @dataclass
 class StagedFile:

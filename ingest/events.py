@@ -468,9 +468,7 @@ def load_events_days(
         load_many_lines(con, "_ev_lines", to_read)
         _parse_json_lines(con)
         if mapping is not None:
-            from ingest.byo import stage_landing_exports  # byo builds on this module
-
-            for d, paths in stage_landing_exports(con, landing_dir, list(dates), mapping).items():
+            for d, paths in mapping.stage_landing_exports(con, landing_dir, list(dates)).items():
                 files[d] += len(paths)
                 sizes[d] += sum(p.stat().st_size for p in paths)
         return finish_events(

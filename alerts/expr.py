@@ -540,8 +540,33 @@ def clauses(node: Node) -> list[Node]:
     return [node]
 
 
-def source_of(node: Node, text: str) -> str:
-    """Best-effort original text of a clause (for explanations), rebuilt from the tree."""
+# Binding strength, as the parser reads it: or < and < not < comparisons < + - < * / < unary minus.
+_OR, _AND, _NOT, _COMPARE, _ADD, _MUL, _NEG, _ATOM = range(1, 9)
+
+
+def _strength(n: Node) -> int:
+    if isinstance(n, Binary):
+        return {"or": _OR, "and": _AND, "+": _ADD, "-": _ADD, "*": _MUL, "/": _MUL}.get(
+            n.op, _COMPARE
+        )
+    if isinstance(n, Unary):
+        return _NOT if n.op == "not" else _NEG
+    if isinstance(n, Between | InList | IsNull):
+        return _COMPARE
+    if isinstance(n, Literal) and not isinstance(n.value, bool | str) and n.value < 0:
+        return _NEG  # written with its minus sign
+    return _ATOM
+
+
+def source_of(node: Node, text: str = "") -> str:
+    """The condition text of a (sub)tree, parenthesised exactly where the parser needs it, so
+    that an explanation quoting a clause means what the clause means.
+    """
+
+    def at(n: Node, strength: int) -> str:
+        s = source_of(n, text)
+        return f"({s})" if _strength(n) < strength else s
+
     if isinstance(node, Literal):
         if isinstance(node.value, bool):
             return "true" if node.value else "false"
@@ -551,30 +576,29 @@ def source_of(node: Node, text: str) -> str:
     if isinstance(node, Column):
         return node.name
     if isinstance(node, Unary):
-        inner = source_of(node.operand, text)
-        return f"not {inner}" if node.op == "not" else f"-{inner}"
+        return (
+            f"not {at(node.operand, _NOT)}" if node.op == "not" else f"-{at(node.operand, _ATOM)}"
+        )
     if isinstance(node, Binary):
-        return f"{_wrap(node.left, text)} {node.op} {_wrap(node.right, text)}"
+        own = _strength(node)
+        if own == _COMPARE:
+            return f"{at(node.left, _ADD)} {node.op} {at(node.right, _ADD)}"
+        # Left-associative: the right operand binds tighter, or it needs parentheses.
+        return f"{at(node.left, own)} {node.op} {at(node.right, own + 1)}"
     if isinstance(node, Between):
         neg = "not " if node.negated else ""
         return (
-            f"{source_of(node.operand, text)} {neg}between "
-            f"{source_of(node.low, text)} and {source_of(node.high, text)}"
+            f"{at(node.operand, _ADD)} {neg}between {at(node.low, _ADD)} and {at(node.high, _ADD)}"
         )
     if isinstance(node, InList):
         neg = "not " if node.negated else ""
         items = ", ".join(source_of(i, text) for i in node.items)
-        return f"{source_of(node.operand, text)} {neg}in ({items})"
+        return f"{at(node.operand, _ADD)} {neg}in ({items})"
     if isinstance(node, IsNull):
-        return f"{source_of(node.operand, text)} is {'not ' if node.negated else ''}null"
+        return f"{at(node.operand, _ADD)} is {'not ' if node.negated else ''}null"
     if isinstance(node, Call):
-        return f"{node.name}({', '.join(source_of(a, text) for a in node.args)})"
+        return f"{node.name}({', '.join(at(a, _ADD) for a in node.args)})"
     return "?"
-
-
-def _wrap(n: Node, text: str) -> str:
-    s = source_of(n, text)
-    return f"({s})" if isinstance(n, Binary) and n.op in ("and", "or", "+", "-") else s
 
 
 @dataclass

@@ -61,7 +61,7 @@ CONTRACT_FILES = ("accounts.csv", "users.csv", "outcomes.csv")
 # The text readers' buffer (DuckDB's default is 32 MB, twice over): small enough for a memory
 # limit of a few dozen MB, and still 4x the longest line DuckDB accepts by default (2 MB).
 READ_BUFFER_BYTES = 8 * 1024 * 1024
-_KEYS = {
+MAPPING_KEYS = {
     "format", "delimiter", "header", "names", "columns", "constants", "timestamp_format",
     "timezone", "event_names", "unmapped_events", "identical_rows", "properties",
 }  # fmt: skip
@@ -95,13 +95,14 @@ class ByoMapping:
     def from_dict(cls, data: dict) -> ByoMapping:
         if not isinstance(data, dict):
             raise IngestError("a BYO mapping must be a YAML mapping (key: value lines)")
-        unknown = set(data) - _KEYS
+        unknown = set(data) - MAPPING_KEYS
         if unknown:
             raise IngestError(
-                f"unknown key(s) {sorted(unknown)} in the BYO mapping; allowed: {sorted(_KEYS)}"
+                f"unknown key(s) {sorted(map(str, unknown))} in the BYO mapping; allowed: "
+                f"{sorted(MAPPING_KEYS)}"
             )
-        columns = {str(k): str(v) for k, v in (data.get("columns") or {}).items() if v}
-        constants = {str(k): str(v) for k, v in (data.get("constants") or {}).items() if v}
+        columns = {k: v for k, v in _texts(data, "columns").items() if v}
+        constants = {k: v for k, v in _texts(data, "constants").items() if v}
         missing = [f for f in REQUIRED_FIELDS if f not in columns and f not in constants]
         known = set(REQUIRED_FIELDS) | set(OPTIONAL_FIELDS)
         extra = (set(columns) | set(constants)) - known
@@ -127,7 +128,7 @@ class ByoMapping:
         header = data.get("header", True)
         if not isinstance(header, bool):
             raise IngestError(f"BYO mapping `header` must be true or false, not {header!r}")
-        names = tuple(str(n) for n in (data.get("names") or ()))
+        names = _list(data, "names")
         if fmt in ("csv", "text") and not header and not names:
             raise IngestError(
                 "with `header: false` the BYO mapping must name the columns in order: "
@@ -135,7 +136,7 @@ class ByoMapping:
             )
         if names and len(set(names)) != len(names):
             raise IngestError(f"the BYO mapping's `names` repeat a column: {list(names)}")
-        event_names = {str(k): str(v) for k, v in (data.get("event_names") or {}).items()}
+        event_names = _texts(data, "event_names")
         targets = set(CANONICAL_EVENTS)
         wrong = sorted({v for v in event_names.values() if v not in targets})
         if wrong:
@@ -155,10 +156,9 @@ class ByoMapping:
                 "BYO mapping `identical_rows` must be `merge` (identical rows are one event) or "
                 f"`keep` (each is an event of its own), not {identical!r}"
             )
-        ts_format = data.get("timestamp_format")
-        timezone = data.get("timezone")
+        ts_format = _text(data, "timestamp_format")
+        timezone = _text(data, "timezone")
         if timezone is not None:
-            timezone = str(timezone)
             try:
                 zoneinfo.ZoneInfo(timezone)
             except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
@@ -176,15 +176,15 @@ class ByoMapping:
                 f"timestamps read with timestamp_format {ts_format!r} carry no time zone: say "
                 "which zone they are in with `timezone:` in the BYO mapping (e.g. `timezone: UTC`)"
             )
-        properties = tuple(str(p) for p in (data.get("properties") or ()))
+        properties = _list(data, "properties")
         return cls(
             columns=columns,
             format=fmt,
-            delimiter=str(data.get("delimiter", ",")),
+            delimiter=_text(data, "delimiter") or ",",
             header=header,
             names=names,
             constants=constants,
-            timestamp_format=str(ts_format) if ts_format else None,
+            timestamp_format=ts_format or None,
             timezone=timezone,
             event_names=event_names,
             unmapped_events=unmapped,
@@ -214,6 +214,38 @@ class ByoMapping:
         ingest.events, which byo builds on and so cannot import).
         """
         return stage_landing_exports(con, landing_dir, dates, self)
+
+
+def _scalar(value: object) -> bool:
+    return isinstance(value, str | int | float) and not isinstance(value, bool)
+
+
+def _text(data: dict, key: str) -> str | None:
+    """An optional text value of the mapping (numbers read as text); anything else is refused."""
+    value = data.get(key)
+    if value is None or _scalar(value):
+        return None if value is None else str(value)
+    raise IngestError(f"BYO mapping `{key}` must be a text value, not {value!r}")
+
+
+def _texts(data: dict, key: str) -> dict[str, str]:
+    """An optional `name: value` section of text values (an empty value stays empty)."""
+    value = data.get(key) or {}
+    if not isinstance(value, dict) or not all(
+        _scalar(k) and (v is None or _scalar(v)) for k, v in value.items()
+    ):
+        raise IngestError(
+            f"BYO mapping `{key}` must be `name: value` lines of text, not {value!r}"
+        )
+    return {str(k): "" if v is None else str(v) for k, v in value.items()}
+
+
+def _list(data: dict, key: str) -> tuple[str, ...]:
+    """An optional list of names, `[a, b]`."""
+    value = data.get(key) or []
+    if not isinstance(value, list) or not all(_scalar(v) for v in value):
+        raise IngestError(f"BYO mapping `{key}` must be a list of names like [a, b], not {value!r}")
+    return tuple(str(v) for v in value)
 
 
 @dataclass

@@ -75,6 +75,26 @@ COMMANDS: dict[str, Command] = {
         "a local SMTP server that keeps every message (.eml + index.html): the demo's mail sink",
         "ea mail-capture --port 8025 --dir data/mail",
     ),
+    "serve": Command(
+        "service.serve:main",
+        "run the Dagster UI, the daemon, the inbox and MLflow together; restart what crashes",
+        "ea serve   (ea --env-file /etc/engagement-alerts/ea.env serve)",
+    ),
+    "doctor": Command(
+        "service.doctor:main",
+        "check the configuration, folders, Postgres, SMTP, CRM, Slack/Teams and the models",
+        "ea doctor",
+    ),
+    "status": Command(
+        "service.status:main",
+        "one view: landed days, last runs, alerts today, outbox, models, disk, services",
+        "ea status",
+    ),
+    "backup": Command(
+        "service.backup:main",
+        "back up or restore the warehouse, Dagster and MLflow state; rebuild the marts from raw",
+        "ea backup create --to /var/backups/engagement-alerts",
+    ),
     "bench": Command(
         "bench.run:main",
         "the benchmark: stages against the DuckDB and pandas references",
@@ -115,7 +135,9 @@ def apply_defaults(environ: dict[str, str] | None = None, cwd: Path | None = Non
 def usage() -> str:
     width = max(len(name) for name in COMMANDS)
     lines = [
-        "usage: ea <command> [options]   (ea <command> --help for a command's options)",
+        "usage: ea [--env-file FILE] <command> [options]   (ea <command> --help for options)",
+        "",
+        "--env-file FILE (or EA_ENV_FILE): read NAME=value lines into the environment first",
         "",
         "commands:",
     ]
@@ -127,6 +149,20 @@ def usage() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    env_file = os.environ.get("EA_ENV_FILE", "")
+    if args and args[0] == "--env-file":
+        if len(args) < 2:
+            print("ea: --env-file needs a file", file=sys.stderr)
+            return 2
+        env_file, args = args[1], args[2:]
+    if env_file:
+        from service.profile import EnvFileError, load_env_file
+
+        try:
+            load_env_file(env_file)
+        except (OSError, EnvFileError) as exc:
+            print(f"ea: cannot read the environment file: {exc}", file=sys.stderr)
+            return 2
     if not args or args[0] in ("-h", "--help", "help"):
         print(usage())
         return 0

@@ -103,6 +103,26 @@ def duckdb_memory_limit() -> str:
     return os.environ.get("EA_DUCKDB_MEMORY_LIMIT") or DEFAULT_MEMORY_LIMIT
 
 
+def automation_on() -> bool:
+    """Whether the sensors and schedules that run the pipeline unattended (new landing days, the
+    morning catch-up, SLA escalations, weekly training) start RUNNING. On in the production
+    profile (EA_PROFILE=production), off in the embedded one (the demo runs its jobs itself);
+    EA_AUTOMATION=on|off overrides. Only the default: a person who stops one in the UI keeps it
+    stopped (Dagster stores that choice in the instance).
+    """
+    default = "on" if os.environ.get("EA_PROFILE", "").strip().lower() == "production" else "off"
+    return (os.environ.get("EA_AUTOMATION") or default).strip().lower() == "on"
+
+
+def sensor_default() -> dg.DefaultSensorStatus:
+    return dg.DefaultSensorStatus.RUNNING if automation_on() else dg.DefaultSensorStatus.STOPPED
+
+
+def schedule_default() -> dg.DefaultScheduleStatus:
+    running = dg.DefaultScheduleStatus.RUNNING
+    return running if automation_on() else dg.DefaultScheduleStatus.STOPPED
+
+
 def shared_resources() -> dict[str, object]:
     """The resources every stage may ask for, by parameter name."""
     return {

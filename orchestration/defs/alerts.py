@@ -15,7 +15,7 @@ from alerts.rules import RulesFileError, columns_from_connection, load_routing, 
 from alerts.schema import ensure_schema
 from orchestration.asof import AsOfConfig, resolve_as_of
 from orchestration.publishing import publish_analyst_database_op
-from orchestration.resources import PathsResource
+from orchestration.resources import PathsResource, sensor_default
 from orchestration.sensing import publish_state, request_when_due
 
 ALERTS = dg.AssetKey(["alerts", "alerts"])
@@ -270,7 +270,7 @@ alerts_backtest_job = dg.define_asset_job(
 @dg.sensor(
     job=sla_escalation_job,
     minimum_interval_seconds=900,
-    default_status=dg.DefaultSensorStatus.STOPPED,
+    default_status=sensor_default(),
     description="Every 15 minutes: if an open alert is past its SLA and not yet escalated, run "
     "the escalation job. Reads the published work list only.",
 )

@@ -24,7 +24,7 @@ from ingest import (
 from ingest.byo import ByoMapping
 from ingest.history import DEFAULT_BATCH_ROWS, HistoryStats, load_history
 from ingest.schema import HISTORY_SOURCE, SOURCES
-from orchestration.resources import PathsResource
+from orchestration.resources import PathsResource, schedule_default, sensor_default
 
 landing_days = dg.DynamicPartitionsDefinition(name="landing_days")
 
@@ -208,7 +208,7 @@ LANDING_DAY_JOB = "landing_day_job"
 
 # Listing a few folders and reading their manifests is cheap; a short interval keeps the time
 # from a landed folder to its critical email low (the daemon's sensor loop runs every 5 s).
-@dg.sensor(job_name=LANDING_DAY_JOB, minimum_interval_seconds=5)
+@dg.sensor(job_name=LANDING_DAY_JOB, minimum_interval_seconds=5, default_status=sensor_default())
 def landing_sensor(context: dg.SensorEvaluationContext, paths: PathsResource):
     """Register complete landing folders as partitions and load new or re-exported days.
 
@@ -243,7 +243,12 @@ def _digest(parts: list[str]) -> str:
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
-@dg.schedule(job_name=LANDING_DAY_JOB, cron_schedule="30 6 * * *", execution_timezone="UTC")
+@dg.schedule(
+    job_name=LANDING_DAY_JOB,
+    cron_schedule="30 6 * * *",
+    execution_timezone="UTC",
+    default_status=schedule_default(),
+)
 def ingest_daily(context: dg.ScheduleEvaluationContext, paths: PathsResource):
     """Each morning, load every complete landing day not loaded yet: days the sensor missed
     and days whose earlier run failed (e.g. a corrupt file since re-exported) are retried,

@@ -22,7 +22,7 @@ from ml.feedback import feedback_labels
 from ml.segment import segment_accounts, write_segments
 from ml.split import InsufficientLabelsError
 from orchestration.asof import AsOfConfig, resolve_as_of
-from orchestration.resources import PathsResource
+from orchestration.resources import PathsResource, schedule_default
 
 # mlflow, scikit-learn and lightgbm (ml.registry, ml.score, ml.train) take seconds to import, and
 # every run process, sensor and test imports these definitions: the assets that need them import
@@ -390,6 +390,7 @@ weekly_training = dg.ScheduleDefinition(
     job=training_job,
     cron_schedule="0 3 * * 1",  # Mondays 03:00 UTC, after the Monday CRM snapshot has landed
     execution_timezone="UTC",
+    default_status=schedule_default(),
 )
 
 

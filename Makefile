@@ -20,7 +20,7 @@ export EA_ANALYST_DATABASE ?= $(EA_DATA_DIR)/analyst.duckdb
 export MLFLOW_TRACKING_URI ?= sqlite:///$(EA_DATA_DIR)/mlflow.db
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install install-spark demo test test-fast lint ui inbox mlflow-ui bench clean browser
+.PHONY: install install-spark demo test test-fast lint ui inbox serve mlflow-ui bench clean browser
 
 $(STAMP): pyproject.toml requirements.lock
 	@command -v $(PY) >/dev/null || { echo "Python 3.11 is needed: set PY=/path/to/python3.11"; exit 1; }
@@ -69,6 +69,12 @@ ui: $(STAMP)
 
 inbox: $(STAMP)
 	$(BIN)/ea inbox serve
+
+# The Dagster UI and daemon, the inbox and the MLflow server, supervised: a crashed one is
+# restarted, Ctrl-C stops them all (docs/operations.md). ENV_FILE=/path/ea.env runs the profile
+# that file describes (the production profile: deploy/ea.env.example).
+serve: $(STAMP)
+	$(BIN)/python -m orchestration.cli $(if $(ENV_FILE),--env-file $(ENV_FILE)) serve
 
 # Debian's chromium + chromedriver (browser tests) and fonts-inter (the inbox's font), when missing.
 browser:

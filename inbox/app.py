@@ -13,10 +13,13 @@ import hmac
 import logging
 import secrets
 import threading
+import time
 import urllib.parse
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -42,6 +45,7 @@ from notifications.links import (
 from notifications.mail import SmtpConfig, SmtpSender
 from notifications.outbox import DeliveryError, OutboxRow
 from notifications.reasons import glossary_at
+from service.status import human_bytes
 
 log = logging.getLogger("inbox")
 HERE = Path(__file__).resolve().parent
@@ -65,6 +69,9 @@ class InboxSettings:
     sign_in_window_minutes: int = 15
     poll_seconds: int = 20
     product_name: str = "Engagement Alerts"
+    # The data team's status page (service.status): a callable returning the view, or None.
+    status: Callable[[], Any] | None = None
+    status_cache_seconds: int = 30
 
     @property
     def secure_cookies(self) -> bool:
@@ -81,6 +88,18 @@ class _State:
         self.lock = threading.Lock()
         self.seen_stamp: tuple | None = None
         self.fonts = find_inter()
+        self.status_lock = threading.Lock()
+        self.status_view: tuple[float, Any] | None = None
+
+    def status(self):
+        """The status view, collected at most every `status_cache_seconds` (one at a time)."""
+        with self.status_lock:
+            now = time.monotonic()
+            if self.status_view is None or now - self.status_view[0] > (
+                self.settings.status_cache_seconds
+            ):
+                self.status_view = (now, self.settings.status())
+            return self.status_view[1]
 
     def cursor(self):
         cur = self.snapshot.cursor()
@@ -132,6 +151,7 @@ def create_app(settings: InboxSettings) -> Starlette:
         local_time=local_time,
         inter=bool(state.fonts),
     )
+    templates.env.filters["human_bytes"] = human_bytes
 
     def glossary():
         return glossary_at(settings.config_dir / "glossary.yml")
@@ -224,6 +244,24 @@ def create_app(settings: InboxSettings) -> Starlette:
 
     def alert_page(request: Request) -> Response:
         return _inbox(request, request.path_params["alert_id"])
+
+    def status_page(request: Request) -> Response:
+        """The data team's status view: admins only (the scope model's `admin` role)."""
+        try:
+            cur = state.cursor()
+        except SnapshotMissing as exc:
+            return problem(request, 503, "The inbox has nothing to show yet", str(exc))
+        me = signed_in(request, cur)
+        if me is None:
+            return to_login(request)
+        if me.role != "admin":
+            raise HTTPException(
+                403, "The status page is for the data team: the admins listed in routing.yml."
+            )
+        if settings.status is None:
+            return problem(request, 503, "No status source", "This inbox has no status view.")
+        view = state.status()
+        return page(request, "status.html", me=me.email, role=me.role, s=view.as_dict())
 
     def api_new(request: Request) -> Response:
         """How many alerts in the person's inbox appeared after `since` (the page's load)."""
@@ -585,6 +623,7 @@ def create_app(settings: InboxSettings) -> Starlette:
         Route("/alerts/{alert_id:path}/actions", quick_action, methods=["POST"]),
         Route("/alerts/{alert_id:path}", alert_page),
         Route("/api/new", api_new),
+        Route("/status", status_page),
         Route("/a/{token}", action_confirm, methods=["GET"]),
         Route("/a/{token}", action_do, methods=["POST"]),
         Route("/login", login_form, methods=["GET"]),

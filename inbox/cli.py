@@ -40,6 +40,10 @@ def settings_from_env():
     from inbox.app import InboxSettings
     from notifications.links import load_or_create_secret
     from notifications.mail import SmtpConfig
+    from service.profile import Settings
+    from service.status import Sources, collect
+
+    sources = Sources(Settings.from_env())
 
     return InboxSettings(
         public_url=public_url(),
@@ -60,6 +64,9 @@ def settings_from_env():
             allow_plain_login=(os.environ.get("SMTP_ALLOW_PLAIN_LOGIN") or "false").lower()
             in ("1", "true", "yes"),
         ),
+        # The data team's status page reads the Dagster instance, MLflow and the published
+        # files, never the warehouse.
+        status=lambda: collect(sources.settings, sources),
     )
 
 

@@ -43,7 +43,7 @@ def settings_from_env():
     from service.profile import Settings
     from service.status import Sources, collect
 
-    sources = Sources(Settings.from_env())
+    sources = Sources(Settings.from_env(os.environ))
 
     return InboxSettings(
         public_url=public_url(),

@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         from service.profile import EnvFileError, load_env_file
 
         try:
-            load_env_file(env_file)
+            load_env_file(env_file, os.environ)
         except (OSError, EnvFileError) as exc:
             print(f"ea: cannot read the environment file: {exc}", file=sys.stderr)
             return 2

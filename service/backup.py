@@ -36,6 +36,7 @@ import urllib.parse
 from pathlib import Path
 
 from service.profile import Settings, redact
+from warehouse.catalog import table_exists
 
 MANIFEST = "manifest.json"
 FORMAT = 1
@@ -433,11 +434,7 @@ def rebuild_marts(settings: Settings) -> dict[str, object]:
         raise SystemExit(f"error: no warehouse at {settings.warehouse}")
     con = _connect_warehouse(settings.warehouse, 60)
     try:
-        raw = con.execute(
-            "select count(*) from information_schema.tables where table_schema = 'raw' "
-            "and table_name = 'events'"
-        ).fetchall()[0][0]
-        if not raw:
+        if not table_exists(con, "raw", "events"):
             raise SystemExit("error: the warehouse has no raw.events: nothing to rebuild from")
         for schema in DERIVED_SCHEMAS:
             con.execute(f"drop schema if exists {schema} cascade")
@@ -494,7 +491,7 @@ def main(argv: list[str] | None = None) -> int:
     b = sub.add_parser("rebuild-marts", help="rebuild staging, intermediate and marts from raw")
     b.add_argument("--yes", action="store_true", help="really drop and rebuild them")
     args = p.parse_args(argv)
-    settings = Settings.from_env()
+    settings = Settings.from_env(os.environ)
     if args.command == "create":
         to = args.to or (Path(os.environ["EA_BACKUP_DIR"]) if os.environ.get("EA_BACKUP_DIR")
                          else None)  # fmt: skip

@@ -580,7 +580,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps([asdict(c) for c in results], indent=1))
     else:
-        print(render(results, Settings.from_env().profile))
+        print(render(results, Settings.from_env(os.environ).profile))
     return 1 if any(c.status == "fail" for c in results) else 0
 
 

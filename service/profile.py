@@ -17,7 +17,6 @@ both systemd's `EnvironmentFile=` and compose's `env_file:` read, so the same fi
 
 from __future__ import annotations
 
-import os
 import urllib.parse
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
@@ -60,14 +59,13 @@ def read_env_file(path: str | Path) -> dict[str, str]:
     return values
 
 
-def load_env_file(path: str | Path, environ: MutableMapping[str, str] | None = None) -> int:
+def load_env_file(path: str | Path, environ: MutableMapping[str, str]) -> int:
     """Put the file's variables into the environment; the file wins over inherited values (it
     is the services' configuration; the Makefile's embedded defaults must not override it).
     Returns how many variables were set.
     """
-    env = os.environ if environ is None else environ
     values = read_env_file(path)
-    env.update(values)
+    environ.update(values)
     return len(values)
 
 
@@ -116,8 +114,8 @@ class Settings:
     secret_key_set: bool
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if environ is None else environ
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        """The settings from an environment (a command line passes `os.environ`)."""
         data = Path(env.get("EA_DATA_DIR") or "data")
         tracking = env.get("MLFLOW_TRACKING_URI") or f"sqlite:///{data / 'mlflow.db'}"
         is_http = tracking.startswith(("http://", "https://"))

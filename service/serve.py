@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         p.error(f"unknown service(s) {unknown}; choose from {', '.join((*SERVICES, MAIL))}")
 
-    settings = Settings.from_env()
+    settings = Settings.from_env(os.environ)
     problems = settings.problems()
     if problems:
         for problem, fix in problems:

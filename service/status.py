@@ -27,6 +27,7 @@ from typing import Any
 
 from service.profile import Settings, redact
 from service.supervise import pid_alive
+from warehouse.catalog import table_exists
 
 LOCATION = "orchestration.definitions"  # the code location's name in workspace.yaml
 IN_FLIGHT = ("QUEUED", "NOT_STARTED", "STARTING", "STARTED", "CANCELING")
@@ -162,13 +163,7 @@ def _rows(con, sql: str, params: list | None = None) -> list[dict[str, Any]]:
 
 
 def _has(con, table: str) -> bool:
-    return bool(
-        con.execute(
-            "select count(*) from information_schema.tables "
-            "where table_schema = 'analytics' and table_name = ?",
-            [table],
-        ).fetchall()[0][0]
-    )
+    return table_exists(con, "analytics", table)
 
 
 # --- sections --------------------------------------------------------------------------------
@@ -634,7 +629,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="print the view as JSON")
     args = p.parse_args(argv)
     started = time.perf_counter()
-    status = collect(Settings.from_env())
+    status = collect(Settings.from_env(os.environ))
     if args.json:
         print(json.dumps(status.as_dict(), indent=1, default=str))
     else:

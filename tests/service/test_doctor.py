@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from notifications.capture import CaptureServer
-from notifications.testing.crm_servers import HubSpotServer, SalesforceServer, WebhookServer
 from service.doctor import run_checks
 from tests.notifications.chat_servers import (
     SLACK_HOOK,
@@ -22,6 +21,7 @@ from tests.notifications.chat_servers import (
     SlackWebhookServer,
     TeamsWebhookServer,
 )
+from tests.notifications.crm_servers import HubSpotServer, SalesforceServer, WebhookServer
 from tests.service.postgres import PASSWORD, free_port
 
 REPO = Path(__file__).resolve().parents[2]

@@ -17,9 +17,9 @@ import pytest
 
 from notifications.outbox import Delivery, enqueue
 from notifications.schema import ensure_schema as ensure_ops_schema
-from notifications.testing.sample import load_sample
 from service.profile import Settings
 from service.status import collect, render_text
+from tests.notifications.sample import load_sample
 from warehouse.analytics import publish_analyst_database
 
 REPO = Path(__file__).resolve().parents[2]

@@ -153,6 +153,21 @@ def test_smtp_answers_refuses_a_login_or_is_not_there(env, tmp_path):
     assert bad.status == "fail" and "SMTP_SECURITY" in bad.detail
 
 
+def test_smtp_tls_the_relay_does_not_offer_fails(env, tmp_path):
+    relay = CaptureServer(tmp_path / "mail").start()  # a plain relay: no STARTTLS, no TLS port
+    try:
+        base = {**env, "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(relay.port)}
+        (bad,) = one({**base, "SMTP_SECURITY": "starttls"}, "smtp")
+        assert bad.status == "fail" and "STARTTLS" in bad.detail, bad.detail
+        assert "SMTP_SECURITY" in bad.fix
+        (bad,) = one({**base, "SMTP_SECURITY": "ssl"}, "smtp")
+        assert bad.status == "fail" and "TLS failed" in bad.detail, bad.detail
+        assert "SMTP_SECURITY" in bad.fix and "SMTP_CA_FILE" in bad.fix
+        assert relay.messages() == []
+    finally:
+        relay.stop()
+
+
 # --- CRM ------------------------------------------------------------------------------------
 
 
@@ -233,6 +248,14 @@ def test_models_without_a_champion_or_without_the_server(env):
     (down,) = one({**env, "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}"}, "models")
     assert down.status == "fail" and "does not answer" in down.detail
     assert "ea serve" in down.fix
+
+
+def test_models_when_the_registry_cannot_be_read(env, tmp_path):
+    damaged = tmp_path / "mlflow.db"
+    damaged.write_bytes(b"this is not an MLflow store\n" * 200)
+    (bad,) = one({**env, "MLFLOW_TRACKING_URI": f"sqlite:///{damaged}"}, "models")
+    assert bad.status == "fail" and "cannot read the MLflow registry" in bad.detail, bad.detail
+    assert "MLFLOW_TRACKING_URI" in bad.fix
 
 
 # --- the command ----------------------------------------------------------------------------

@@ -57,33 +57,30 @@ def _sql_list(values) -> str:
 def _parse_json_lines(con) -> None:
     """Turn `_ev_lines` into `_ev_cand`: typed fields plus the first structural problem per line."""
     con.execute(f"create or replace temp table _ev_cand ({CANDIDATE_COLUMNS})")
-    # Malformed lines first, in their own statement: JSON functions raise on invalid input even
-    # inside a CASE, so only valid objects may reach the extraction below.
-    con.execute(
-        """
-        insert into _ev_cand (landing_date, source_file, source_line, raw_record, reason, detail)
-        select landing_date, source_file, source_line, line, 'malformed_json',
-               case
-                   when read_error is not null then read_error
-                   when json_valid(line) then 'not a JSON object'
-                   else 'invalid JSON'
-               end
-        from _ev_lines
-        where read_error is not null
-           or (trim(line) <> '' and not (json_valid(line) and starts_with(ltrim(line), '{')))
-        """
-    )
+    # One statement, one validating parse per line: `ok` says whether the line is a JSON object,
+    # and only those lines reach json_transform (inside CASE; JSON functions raise on invalid
+    # input, and try() around them costs more than the parse). Only malformed lines keep their
+    # text here; every other quarantined line takes it from _ev_lines at the end.
     con.execute(
         f"""
         insert into _ev_cand
-        with obj as (
-            -- try(): the optimiser may evaluate this before the filter, and JSON functions
-            -- raise on the malformed lines handled above.
-            select landing_date, source_file, source_line,
-                   try(json_transform(line, '{_TOP}')) as f
+        with lines as (
+            select landing_date, source_file, source_line, line, read_error,
+                   read_error is null and json_valid(line) and starts_with(ltrim(line), '{{')
+                       as ok
             from _ev_lines
-            where read_error is null and trim(line) <> '' and json_valid(line)
-              and starts_with(ltrim(line), '{{')
+            where read_error is not null or trim(line) <> ''
+        ),
+        obj as (
+            select landing_date, source_file, source_line, ok,
+                   case when not ok then line end as bad_line,
+                   case
+                       when not ok and read_error is not null then read_error
+                       when not ok and json_valid(line) then 'not a JSON object'
+                       when not ok then 'invalid JSON'
+                   end as bad_detail,
+                   case when ok then json_transform(line, '{_TOP}') end as f
+            from lines
         ),
         props as (
             select *,
@@ -95,7 +92,7 @@ def _parse_json_lines(con) -> None:
             -- A fragment is NULL for a missing key or a JSON null; otherwise its first
             -- character is its type: '"' a string, '{{' an object, '-' or a digit a number.
             select
-                landing_date, source_file, source_line,
+                landing_date, source_file, source_line, ok, bad_line, bad_detail,
                 nullif(f.messageId ->> '$', '') as message_id,
                 coalesce(left(f.messageId, 1) = '"', true) as ok_message_id,
                 nullif(f.userId ->> '$', '') as user_id,
@@ -137,15 +134,17 @@ def _parse_json_lines(con) -> None:
             from typed
         )
         select
-            -- raw_record stays empty here: the few quarantined rows take their line from
-            -- _ev_lines at the end instead of every row carrying a copy through each step.
-            landing_date, source_file, source_line, null,
+            -- raw_record stays empty for lines that parsed: the few quarantined ones take
+            -- their line from _ev_lines at the end instead of every row carrying a copy.
+            landing_date, source_file, source_line, bad_line,
             case
+                when not ok then 'malformed_json'
                 when missing <> '' then 'missing_field'
                 when wrong_type <> '' then 'bad_type'
                 when event_type is not null and event_type <> 'track' then 'bad_value'
             end,
             case
+                when not ok then bad_detail
                 when missing <> '' then 'missing: ' || missing
                 when wrong_type <> '' then 'wrong type: ' || wrong_type
                 when event_type is not null and event_type <> 'track'
@@ -156,6 +155,56 @@ def _parse_json_lines(con) -> None:
         from checked
         """
     )
+
+
+def _status_at(con, table: str, key: str, column: str) -> None:
+    """`_ev_<table>_at`: for each (landing day, id) of `_ev_cand`, is the id known then, and its
+    `column` in the id's latest snapshot on or before that day (before the first snapshot: in
+    the first snapshot, as dim_accounts_history's first version does).
+
+    Set-based on the few distinct pairs rather than every candidate row, and against the
+    snapshots from the latest one on or before the load's first day: an id in any of those has
+    its latest row there. Only ids missing from them (gone from the exports, or unknown) are
+    looked up in the whole history.
+    """
+    out = f"_ev_{table}_at"
+    (since,) = con.execute(
+        f"select max(snapshot_date) from raw.{table} "
+        "where snapshot_date <= (select min(landing_date) from _ev_cand)"
+    ).fetchone()
+    recent = f"raw.{table}" + (" where snapshot_date >= $since" if since else "")
+    con.execute(
+        f"""
+        create or replace temp table {out} as
+        select p.landing_date, p.{key}, r.{key} is not null as known, r.{column} as value
+        from (select distinct landing_date, {key} from _ev_cand where {key} is not null) p
+        asof left join (select {key}, snapshot_date, {column} from {recent}) r
+            on r.{key} = p.{key} and p.landing_date >= r.snapshot_date
+        """,
+        {"since": since} if since else {},
+    )
+    (missing,) = con.execute(f"select count(*) from {out} where not known").fetchone()
+    if not missing:
+        return
+    con.execute(
+        f"""
+        create or replace temp table _ev_status_missing as
+        with p as (select landing_date, {key} from {out} where not known)
+        select p.landing_date, p.{key}, coalesce(r.{key}, f.{key}) is not null as known,
+               coalesce(r.{column}, f.{column}) as value
+        from p
+        asof left join (
+            select {key}, snapshot_date, {column} from raw.{table}
+            where {key} in (select {key} from p)
+        ) r on r.{key} = p.{key} and p.landing_date >= r.snapshot_date
+        left join (
+            select {key}, snapshot_date, {column} from raw.{table}
+            where snapshot_date = (select min(snapshot_date) from raw.{table})
+        ) f on f.{key} = p.{key} and p.landing_date < f.snapshot_date
+        """
+    )
+    con.execute(f"delete from {out} where not known")
+    con.execute(f"insert into {out} select * from _ev_status_missing")
 
 
 def finish_events(
@@ -211,52 +260,32 @@ def finish_events(
     ).fetchone()
     check_accounts, check_users = has_accounts and check_known, has_users and check_known
     canonical = _sql_list(CANONICAL_EVENTS)
-    # ASOF joins pick each id's latest snapshot on or before the row's landing day; days before
-    # the first snapshot use the first one (as dim_accounts_history's first version does).
-    # Without snapshots of a kind there is nothing to join (and nothing to drop for consent).
+    # Point-in-time status of each (landing day, account) and (landing day, user) pair of the
+    # load, narrow tables joined back by hash instead of ASOF-joining every candidate row.
     joins = []
     if has_accounts:
-        joins.append(
-            """
-            asof left join raw.accounts a
-                on a.account_id = c.account_id and c.landing_date >= a.snapshot_date
-            left join (
-                select * from raw.accounts
-                where snapshot_date = (select min(snapshot_date) from raw.accounts)
-            ) fa on fa.account_id = c.account_id and c.landing_date < fa.snapshot_date
-            """
-        )
+        _status_at(con, "accounts", "account_id", "tracking_consent")
+        joins.append("left join _ev_accounts_at a using (landing_date, account_id)")
     if has_users:
-        joins.append(
-            """
-            asof left join raw.users u
-                on u.user_id = c.user_id and c.landing_date >= u.snapshot_date
-            left join (
-                select * from raw.users
-                where snapshot_date = (select min(snapshot_date) from raw.users)
-            ) fu on fu.user_id = c.user_id and c.landing_date < fu.snapshot_date
-            """
-        )
-    known_account = "(a.account_id is not null or fa.account_id is not null)"
-    known_user = "(u.user_id is not null or fu.user_id is not null)"
-    unknown_account = f"when not {known_account} then 'unknown_account'" if check_accounts else ""
-    unknown_user = f"when not {known_user} then 'unknown_user'" if check_users else ""
+        _status_at(con, "users", "user_id", "opted_out")
+        joins.append("left join _ev_users_at u using (landing_date, user_id)")
+    unknown_account = (
+        "when not coalesce(a.known, false) then 'unknown_account'" if check_accounts else ""
+    )
+    unknown_user = "when not coalesce(u.known, false) then 'unknown_user'" if check_users else ""
     unknown_account_detail = (
-        f"when not {known_account} then 'groupId ' || c.account_id || ' is not a known account'"
+        "when not coalesce(a.known, false) "
+        "then 'groupId ' || c.account_id || ' is not a known account'"
         if check_accounts
         else ""
     )
     unknown_user_detail = (
-        f"when not {known_user} then 'userId ' || c.user_id || ' is not a known user'"
+        "when not coalesce(u.known, false) then 'userId ' || c.user_id || ' is not a known user'"
         if check_users
         else ""
     )
-    refused = (
-        "coalesce(not coalesce(a.tracking_consent, fa.tracking_consent), false)"
-        if has_accounts
-        else "false"
-    )
-    opted_out = "coalesce(u.opted_out, fu.opted_out, false)" if has_users else "false"
+    refused = "coalesce(not a.value, false)" if has_accounts else "false"
+    opted_out = "coalesce(u.value, false)" if has_users else "false"
     con.execute(
         f"""
         create or replace temp table _ev_class as
@@ -286,28 +315,43 @@ def finish_events(
             end as detail,
             {refused} or {opted_out} as is_dropped
         from _ev_cand c
-        {"".join(joins)}
+        {" ".join(joins)}
         """
     )
-    # Duplicates inside the batch collapse to the first occurrence: day, file, line.
+    # The rows that may be stored, narrow: the row's place in _ev_class (k) and its keys.
     con.execute(
         """
-        create or replace temp table _ev_new as
-        select * exclude (reason, detail, is_dropped, raw_record)
-        from _ev_class
-        where reason is null and not is_dropped
+        create or replace temp table _ev_valid as
+        select rowid as k, message_id, landing_date, source_file, source_line
+        from _ev_class where reason is null and not is_dropped
+        """
+    )
+    # Each id of this load with the day its first copy landed (a batch holds few duplicates).
+    con.execute(
+        """
+        create or replace temp table _ev_ids as
+        select message_id, min(landing_date) as new_landing_date, count(*) as copies
+        from _ev_valid group by message_id
+        """
+    )
+    # Duplicates inside the load collapse to the first occurrence: day, file, line.
+    con.execute(
+        """
+        create or replace temp table _ev_drop as
+        select k from _ev_valid semi join (select message_id from _ev_ids where copies > 1)
+            using (message_id)
         qualify row_number() over (
             partition by message_id
-            order by landing_date nulls last, source_file nulls last, source_line nulls last) = 1
+            order by landing_date nulls last, source_file nulls last, source_line nulls last) > 1
         """
     )
     # The same ids stored outside what this load replaces, and which load owns each of them.
     con.execute(
         f"""
         create or replace temp table _ev_other as
-        select e.message_id, e.landing_date, e.source_file, n.landing_date as new_landing_date,
+        select e.message_id, e.landing_date, e.source_file, n.new_landing_date,
                case when h.source_file is null then 'events' else '{HISTORY_SOURCE}' end as owner
-        from raw.events e join _ev_new n using (message_id)
+        from raw.events e join _ev_ids n using (message_id)
         left join (select distinct source_file from raw.history_files) h
             on h.source_file = e.source_file
         where not ({in_scope.format(e="e")})
@@ -317,8 +361,16 @@ def finish_events(
     # Ids an earlier landing day (or the same day's other rows) already holds stay there ...
     con.execute(
         """
-        delete from _ev_new where message_id in (
-            select message_id from _ev_other where landing_date <= new_landing_date)
+        insert into _ev_drop
+        select v.k from _ev_valid v semi join (
+            select message_id from _ev_other where landing_date <= new_landing_date
+        ) o using (message_id)
+        """
+    )
+    con.execute(
+        """
+        create or replace temp table _ev_new as
+        select * from _ev_valid anti join _ev_drop using (k)
         """
     )
     # ... and ids a later day holds move here; that day's bookkeeping shows them as duplicates.
@@ -351,13 +403,15 @@ def finish_events(
         """
     )
     con.execute(f"delete from raw.events where {in_scope.format(e='raw.events')}", days)
+    # Stored in the order the lines were read (file order compresses and inserts faster).
     con.execute(
         """
         insert into raw.events
         select message_id, account_id, user_id, event_name, event_at, event_at::date,
                session_id, document_id, feature, duration_seconds, campaign_id, properties,
                landing_date, source_file, source_line, now()::timestamp
-        from _ev_new
+        from _ev_class
+        where rowid in (select k from _ev_new)
         """
     )
     con.execute(
@@ -403,7 +457,7 @@ def _day_stats(
         stats[d].duplicates_dropped = valid  # minus what was kept, below
     for d, kept, late in con.execute(
         "select landing_date, count(*), count(*) filter (where event_at::date < landing_date) "
-        "from _ev_new group by all"
+        "from _ev_class where rowid in (select k from _ev_new) group by all"
     ).fetchall():
         stats[d].rows_loaded, stats[d].late_events = kept, late
     for s in stats.values():

@@ -238,7 +238,7 @@ def _land_previous_day(work: Path, env: dict, export: Path, day: str) -> None:
     """Load the day before the drop if the world lacks it (a run without `incremental`): while
     a day is missing, the freshness gate holds every account's alerts back, so no critical
     email could come at all."""
-    from bench.run import Runner, _link_day
+    from bench.harness import Runner, link_day
 
     before = sorted(p.name for p in export.iterdir() if p.name < day)
     landing = Path(env["EA_LANDING_DIR"])
@@ -246,7 +246,7 @@ def _land_previous_day(work: Path, env: dict, export: Path, day: str) -> None:
         return
     say(f"  latency: {before[-1]} is not loaded yet; loading it and building the marts first")
     runner = Runner(work, env)
-    _link_day(export, landing, before[-1])
+    link_day(export, landing, before[-1])
     for label, stage, *args in (
         ("latency_prep_ingest", "ingest", f"--days={before[-1]}"),
         ("latency_prep_marts", "marts"),
@@ -365,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
     """Measure the latency alone on a copy of a world a bench run built (ingest, marts, train)."""
     import argparse
 
-    from bench.run import cache_dir, stage_env, tier_config
+    from bench.harness import cache_dir, stage_env, tier_config
     from notifications.capture import CaptureServer
 
     parser = argparse.ArgumentParser(description=main.__doc__)

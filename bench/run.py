@@ -8,26 +8,25 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import hashlib
 import json
 import os
 import platform
 import shutil
 import subprocess
-import sys
-import time
 from importlib import metadata
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-END = dt.date(2025, 10, 31)
-# accounts x days; "tiny" exists for the harness's own smoke test.
-TIERS = {
-    "tiny": (12, 40),
-    "small": (300, 400),
-    "medium": (2_000, 365),
-    "large": (5_000, 365),
-}
+from bench.harness import (
+    REPO,
+    TIERS,
+    Runner,
+    cache_dir,
+    link_day,
+    say,
+    stage_env,
+    tier_config,
+)
+
 ALL_STAGES = (
     "simulate",
     "references",
@@ -62,10 +61,6 @@ PACKAGES = (
     "lightgbm",
     "mlflow",
 )
-
-
-def say(message: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
 def machine() -> dict:
@@ -108,71 +103,6 @@ def _commit() -> str:
     ).stdout.strip()
 
 
-def tier_config(tier: str, seed: int) -> dict:
-    accounts, days = TIERS[tier]
-    start = END - dt.timedelta(days=days - 1)
-    return {"accounts": accounts, "start": start.isoformat(), "end": END.isoformat(), "seed": seed}
-
-
-def cache_dir(root: Path, tier: str, config: dict) -> Path:
-    # Keyed by the simulator config: a changed tier never reuses stale files.
-    key = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:10]
-    return root / f"{tier}-{config['seed']}-{key}"
-
-
-class Runner:
-    """Runs stages as child processes in one work folder and records their figures."""
-
-    def __init__(self, work: Path, env: dict[str, str]):
-        self.work = work
-        self.env = env
-        self.logs = work / "logs"
-        self.logs.mkdir(parents=True, exist_ok=True)
-        self.figures: dict[str, dict] = {}
-
-    def stage(self, label: str, name: str, *args: str, record: bool = True) -> dict:
-        cmd = [sys.executable, "-m", "bench.stage", name, *args]
-        out, err = self.logs / f"{label}.out", self.logs / f"{label}.err"
-        started = time.perf_counter()
-        with out.open("w") as fo, err.open("w") as fe:
-            proc = subprocess.Popen(cmd, cwd=REPO, env=self.env, stdout=fo, stderr=fe)
-            # wait4 gives this child's own rusage: the peak RSS of it or any of its reaped
-            # children (dbt runs as a grandchild), not the sum and not other stages' peaks.
-            _, status, usage = os.wait4(proc.pid, 0)
-            proc.returncode = os.waitstatus_to_exitcode(status)
-        seconds = time.perf_counter() - started
-        if proc.returncode != 0:
-            # Recorded, not fatal: the other stages' figures are still worth having.
-            tail = (err.read_text()[-1200:] + out.read_text()[-1200:]).strip()
-            say(f"  {label}: FAILED (exit {proc.returncode}), see {err}:\n{tail}")
-            figures = {"error": f"exit {proc.returncode}; see {err}", "seconds": round(seconds, 2)}
-            if record:
-                self.figures[label] = figures
-            return figures
-        lines = [ln for ln in out.read_text().splitlines() if ln.startswith("{")]
-        figures = json.loads(lines[-1]) if lines else {}
-        figures["seconds"] = round(seconds, 2)
-        figures["peak_rss_mib"] = round(usage.ru_maxrss / 1024, 1)
-        if record:
-            self.figures[label] = figures
-        say(f"  {label}: {seconds:.1f}s, peak {figures['peak_rss_mib']:.0f} MiB {figures}")
-        return figures
-
-
-def _link_day(source: Path, landing: Path, day: str) -> None:
-    """Land one day as an export would (manifest last); hard links when the disk allows."""
-    src, dst = source / day, landing / day
-    dst.mkdir(parents=True, exist_ok=True)
-    files = sorted(p for p in src.iterdir() if p.name != "_manifest.json")
-    for path in [*files, src / "_manifest.json"]:
-        target = dst / path.name
-        target.unlink(missing_ok=True)
-        try:
-            os.link(path, target)
-        except OSError:
-            shutil.copy2(path, target)
-
-
 def history_archive(export: Path, cache: Path) -> Path:
     """Every landed event file of the tier in one .jsonl.gz (written once per cache)."""
     archive = cache / "history_events.jsonl.gz"
@@ -185,35 +115,6 @@ def history_archive(export: Path, cache: Path) -> Path:
         partial.rename(archive)
         say(f"  history: wrote {archive} ({archive.stat().st_size / 2**30:.2f} GiB)")
     return archive
-
-
-def stage_env(work: Path) -> dict[str, str]:
-    home = work / "dagster_home"
-    home.mkdir(parents=True, exist_ok=True)
-    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
-    config = work / "config"
-    if not config.exists():
-        shutil.copytree(REPO / "config", config)
-    env = dict(os.environ)
-    env.update(
-        {
-            "EA_DATA_DIR": str(work / "data"),
-            "EA_LANDING_DIR": str(work / "landing"),
-            "EA_CONFIG_DIR": str(config),
-            "DUCKDB_DATABASE": str(work / "warehouse.duckdb"),
-            "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}",
-            "DAGSTER_HOME": str(home),
-            # As the Makefile sets it: one planned event per asset for a range run.
-            "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS": "true",
-            "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
-            "GX_ANALYTICS_ENABLED": "false",
-            "DO_NOT_TRACK": "1",
-            "PYTHONUNBUFFERED": "1",
-        }
-    )
-    (work / "data").mkdir(parents=True, exist_ok=True)
-    (work / "landing").mkdir(parents=True, exist_ok=True)
-    return env
 
 
 def run_tier(tier: str, seed: int, stages: set[str], cache_root: Path, runs_root: Path) -> dict:
@@ -266,7 +167,7 @@ def _run_tier(
     backfill, new_day, drop_day = days[:-2], days[-2], days[-1]
     landing = work / "landing"
     for day in backfill:
-        _link_day(export, landing, day)
+        link_day(export, landing, day)
 
     if "references" in stages:
         runner.stage("ref_duckdb", "ref_duckdb", f"--landing={landing}")
@@ -282,7 +183,7 @@ def _run_tier(
         if "references" in stages:
             # The limit for one new day: the same single pass over that day's files only.
             runner.stage("ref_duckdb_day", "ref_duckdb", f"--landing={export}", f"--day={new_day}")
-        _link_day(export, landing, new_day)
+        link_day(export, landing, new_day)
         runner.stage("ingest_day", "ingest", f"--days={new_day}")
         runner.stage("marts_day", "marts")
     if "history" in stages:

@@ -84,6 +84,11 @@ def _context():
     return ctx
 
 
+def prepare() -> None:
+    """Import Great Expectations and build its context now (it takes seconds the first time)."""
+    _context()
+
+
 def _validate(table: str, df, suite: Sequence[tuple[str, str, bool, object]]) -> list:
     """Validate a DataFrame against (name, description, blocking, expectation) entries."""
     ctx = _context()

@@ -24,6 +24,7 @@ from ingest import (
 from ingest.byo import ByoMapping
 from ingest.history import DEFAULT_BATCH_ROWS, HistoryStats, load_history
 from ingest.schema import HISTORY_SOURCE, SOURCES
+from orchestration import warmup
 from orchestration.resources import PathsResource, schedule_default, sensor_default
 
 landing_days = dg.DynamicPartitionsDefinition(name="landing_days")
@@ -136,6 +137,11 @@ def raw_landing(context: dg.AssetExecutionContext, duckdb: DuckDBResource, paths
     dates = sorted(dt.date.fromisoformat(k) for k in context.partition_keys)
     started = time.perf_counter()
     mapping = landing_mapping(paths.config)
+    # The checks below need GX; a landed day's run scores next: import both while DuckDB loads.
+    groups: dict = {"quality": (quality.prepare,)}
+    if context.run.job_name == LANDING_DAY_JOB:
+        groups["ml"] = warmup.ML_MODULES
+    warmup.warm_up(groups)
     with duckdb.get_connection() as con:
         ensure_raw_schema(con)
         try:
@@ -149,6 +155,7 @@ def raw_landing(context: dg.AssetExecutionContext, duckdb: DuckDBResource, paths
         seconds = time.perf_counter() - started
         context.log.info(f"loaded {len(loaded)} landing day(s) in {seconds:.1f}s")
         examples = {s: _quarantine_examples(con, s, dates) for s in SOURCES}
+        warmup.wait("quality")
         checks = {s: quality.SUITES[s](con, dates) for s in SOURCES}
     for source in SOURCES:
         meta = _metadata(source, loaded, seconds)

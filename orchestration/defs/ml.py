@@ -21,6 +21,7 @@ from ml.features import inactivity_labels
 from ml.feedback import feedback_labels
 from ml.segment import segment_accounts, write_segments
 from ml.split import InsufficientLabelsError
+from orchestration import warmup
 from orchestration.asof import AsOfConfig, resolve_as_of
 from orchestration.resources import PathsResource, schedule_default
 
@@ -242,6 +243,7 @@ def account_scores(
     duckdb: DuckDBResource,
     mlflow: MlflowResource,
 ) -> dg.MaterializeResult:
+    warmup.wait("ml")  # a landed day's run imports the ML stack while dbt builds the marts
     from ml import registry
     from ml.score import load_scoring_frame, score_frame, write_scores
 

@@ -41,14 +41,20 @@ ALL_STAGES = (
     "history",
     "rules_10k",
     "latency",
+    "spark",
 )
-DEFAULT_STAGES = tuple(s for s in ALL_STAGES)
+# Spark needs the Spark extra (`make install-spark`, Java 17) and minutes: asked for by name.
+DEFAULT_STAGES = tuple(s for s in ALL_STAGES if s != "spark")
 TARGETS = {
     "full_vs_duckdb_max": 3.0,
-    "pandas_vs_full_min": 5.0,
+    "pandas_vs_full_min": 2.0,
+    # One incremental day as a share of a full refresh: 5 % at the large tier, 10 % below.
     "incremental_share_max": 0.10,
+    "incremental_share_max_large": 0.05,
     "rules_10k_seconds_max": 1.0,
-    "latency_seconds_max": 30.0,
+    # Landed file -> critical email: the median of the drops, and the slowest drop.
+    "latency_seconds_max": 15.0,
+    "latency_max_seconds_max": 30.0,
     "peak_rss_mib_max": 4096.0,
 }
 PACKAGES = (
@@ -117,7 +123,9 @@ def history_archive(export: Path, cache: Path) -> Path:
     return archive
 
 
-def run_tier(tier: str, seed: int, stages: set[str], cache_root: Path, runs_root: Path) -> dict:
+def run_tier(
+    tier: str, seed: int, stages: set[str], cache_root: Path, runs_root: Path, drops: int = 5
+) -> dict:
     config = tier_config(tier, seed)
     work = runs_root / tier
     shutil.rmtree(work, ignore_errors=True)
@@ -131,13 +139,19 @@ def run_tier(tier: str, seed: int, stages: set[str], cache_root: Path, runs_root
     env.update({"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(capture.port)})
     env["BENCH_MAIL_DIR"] = str(mail)
     try:
-        return _run_tier(tier, config, stages, cache_root, work, runner)
+        return _run_tier(tier, config, stages, cache_root, work, runner, drops)
     finally:
         capture.stop()
 
 
 def _run_tier(
-    tier: str, config: dict, stages: set[str], cache_root: Path, work: Path, runner: Runner
+    tier: str,
+    config: dict,
+    stages: set[str],
+    cache_root: Path,
+    work: Path,
+    runner: Runner,
+    drops: int = 5,
 ) -> dict:
     env = runner.env
     started_at = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -197,10 +211,12 @@ def _run_tier(
         )  # fmt: skip
     if "rules_10k" in stages:
         runner.stage("rules_10k", "rules_10k")
+    if "spark" in stages:
+        runner.stage("spark", "spark")
     if "latency" in stages:
-        from bench.latency import measure_latency
+        from bench.latency import measure_drops
 
-        runner.figures["latency"] = measure_latency(work, env, export, drop_day)
+        runner.figures["latency"] = measure_drops(work, env, export, drop_day, drops)
 
     result = {
         "tier": tier,
@@ -212,11 +228,11 @@ def _run_tier(
         "git_commit": _commit(),
         "stages": runner.figures,
     }
-    result["summary"] = summarise(runner.figures)
+    result["summary"] = summarise(runner.figures, tier)
     return result
 
 
-def summarise(f: dict) -> dict:
+def summarise(f: dict, tier: str = "") -> dict:
     """Ratios and target checks; a figure that was not measured stays None."""
 
     def sec(label: str) -> float | None:
@@ -239,10 +255,14 @@ def summarise(f: dict) -> dict:
     out["rules_10k_seconds"] = (
         max(r10k["day1_seconds"], r10k["day2_seconds"]) if "day1_seconds" in r10k else None
     )
-    out["latency_seconds"] = f.get("latency", {}).get("seconds_to_critical_email")
+    latency = f.get("latency", {})
+    out["latency_seconds"] = latency.get("seconds_to_critical_email")
+    out["latency_max_seconds"] = latency.get("max_seconds", out["latency_seconds"])
+    out["spark_vs_duckdb"] = f.get("spark", {}).get("spark_vs_duckdb")
     # Our pipeline's stages only: the references and the simulator are not the product.
+    # (The Spark comparison runs another engine in a JVM beside ours; its peak is in its row.)
     ours = {k: v for k, v in f.items() if k not in {"simulate", "ref_duckdb", "ref_pandas",
-                                                    "ref_duckdb_day"}}  # fmt: skip
+                                                    "ref_duckdb_day", "spark"}}  # fmt: skip
     peaks = [v.get("peak_rss_mib") for v in ours.values() if v.get("peak_rss_mib")]
     out["peak_rss_mib"] = max(peaks) if peaks else None
     checks = {
@@ -251,8 +271,11 @@ def summarise(f: dict) -> dict:
         "incremental_share": ("incremental_share_max", "<="),
         "rules_10k_seconds": ("rules_10k_seconds_max", "<"),
         "latency_seconds": ("latency_seconds_max", "<"),
+        "latency_max_seconds": ("latency_max_seconds_max", "<="),
         "peak_rss_mib": ("peak_rss_mib_max", "<"),
     }
+    if tier == "large":
+        checks["incremental_share"] = ("incremental_share_max_large", "<=")
     out["meets"] = {}
     for name, (target, op) in checks.items():
         value = out[name]
@@ -282,6 +305,7 @@ STAGE_ROWS = (
     ("ingest_day", "ingest, one new day"),
     ("marts_day", "dbt marts, one incremental day"),
     ("rules_10k", "rule evaluation, 10,000 synthetic accounts"),
+    ("spark", "marts on Spark vs DuckDB (same raw rows as Parquet, models full refresh)"),
 )
 
 
@@ -350,26 +374,42 @@ def markdown(report: dict) -> str:
             for step in lat.get("timeline", []):
                 lines.append(f"  - +{step['at']:.1f}s {step['what']}")
         meets = s["meets"]
+        share_max = TARGETS[
+            "incremental_share_max_large" if tier["tier"] == "large" else "incremental_share_max"
+        ]
         lines += [
             "",
             "| target | measured | goal | met |",
             "|---|---:|---:|---|",
             f"| ingest+marts full refresh / DuckDB single pass | {_ratio(s['full_vs_duckdb'])} "
             f"| <= 3x | {_fmt(meets['full_vs_duckdb'])} |",
-            f"| pandas / ingest+marts full refresh | {_ratio(s['pandas_vs_full'])} | >= 5x "
-            f"| {_fmt(meets['pandas_vs_full'])} |",
-            f"| one incremental day / full refresh | {_fmt(s['incremental_share'])} | <= 0.10 "
-            f"| {_fmt(meets['incremental_share'])} |",
+            f"| pandas / ingest+marts full refresh | {_ratio(s['pandas_vs_full'])} "
+            f"| >= {TARGETS['pandas_vs_full_min']:g}x | {_fmt(meets['pandas_vs_full'])} |",
+            f"| one incremental day / full refresh | {_fmt(s['incremental_share'])} "
+            f"| <= {share_max:g} | {_fmt(meets['incremental_share'])} |",
             f"| rule evaluation, 10,000 accounts (s) | {_fmt(s['rules_10k_seconds'])} | < 1 "
             f"| {_fmt(meets['rules_10k_seconds'])} |",
-            f"| landed file -> critical email (s) | {_fmt(s['latency_seconds'])} | < 30 "
+            f"| landed file -> critical email, median of the drops (s) "
+            f"| {_fmt(s['latency_seconds'])} | < {TARGETS['latency_seconds_max']:g} "
             f"| {_fmt(meets['latency_seconds'])} |",
+            f"| landed file -> critical email, slowest drop (s) "
+            f"| {_fmt(s.get('latency_max_seconds'))} | <= {TARGETS['latency_max_seconds_max']:g} "
+            f"| {_fmt(meets.get('latency_max_seconds'))} |",
+            f"| dbt marts on Spark / on DuckDB (same rows, same machine) "
+            f"| {_ratio(s.get('spark_vs_duckdb'))} | (no target) | — |",
             f"| one incremental day / DuckDB pass over that day | "
             f"{_ratio(s.get('day_vs_duckdb_day'))} | (no target) | — |",
             f"| peak memory of any pipeline stage (MiB) | {_fmt(s['peak_rss_mib'])} | < 4,096 "
             f"| {_fmt(meets['peak_rss_mib'])} |",
         ]
     return "\n".join(lines) + "\n"
+
+
+def _latency(s: dict) -> str:
+    median, slowest = s.get("latency_seconds"), s.get("latency_max_seconds")
+    if median is None or slowest is None or slowest == median:
+        return _fmt(median)
+    return f"{_fmt(median)} / {_fmt(slowest)}"
 
 
 def _overview(tiers: list[dict]) -> list[str]:
@@ -381,9 +421,9 @@ def _overview(tiers: list[dict]) -> list[str]:
         "## Overview (each row from one run of its tier; ratios inside a run)",
         "",
         "| tier | events | DuckDB pass s | pandas s | ingest+marts full s | vs DuckDB "
-        "| pandas / ours | ingest+marts one day s | day / full | rules 10k s | latency s "
-        "| peak MiB |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| pandas / ours | ingest+marts one day s | day / full | rules 10k s "
+        "| latency s (median / max) | Spark / DuckDB | peak MiB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for tier in tiers:
         f, s = tier["stages"], tier["summary"]
@@ -397,11 +437,12 @@ def _overview(tiers: list[dict]) -> list[str]:
             f"| {_fmt(s.get('ingest_marts_full_seconds'))} | {_ratio(s.get('full_vs_duckdb'))} "
             f"| {_ratio(s.get('pandas_vs_full'))} | {_fmt(s.get('ingest_marts_day_seconds'))} "
             f"| {_fmt(s.get('incremental_share'))} | {_fmt(s.get('rules_10k_seconds'))} "
-            f"| {_fmt(s.get('latency_seconds'))} | {_fmt(s.get('peak_rss_mib'))} |"
+            f"| {_latency(s)} | {_ratio(s.get('spark_vs_duckdb'))} "
+            f"| {_fmt(s.get('peak_rss_mib'))} |"
         )
     lines.append(
-        "\nGoals: vs DuckDB <= 3x, pandas / ours >= 5x, day / full <= 0.10, rules 10k < 1 s, "
-        "latency < 30 s, peak < 4,096 MiB."
+        "\nGoals: vs DuckDB <= 3x, pandas / ours >= 2x, day / full <= 0.10 (0.05 at large), "
+        "rules 10k < 1 s, latency median < 15 s and none over 30 s, peak < 4,096 MiB."
     )
     return lines
 
@@ -416,6 +457,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--cache", type=Path, default=REPO / "data" / "bench_cache")
     parser.add_argument("--work", type=Path, default=REPO / "data" / "bench_runs")
+    parser.add_argument(
+        "--latency-drops",
+        type=int,
+        default=5,
+        help="landed file -> critical email measured this many times (median and slowest)",
+    )
     parser.add_argument(
         "--merge",
         action="store_true",
@@ -432,7 +479,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     report = {"machine": machine(), "started_at": dt.datetime.now(dt.UTC).isoformat(), "tiers": []}
     for tier in tiers:
-        report["tiers"].append(run_tier(tier, args.seed, stages, args.cache, args.work))
+        report["tiers"].append(
+            run_tier(tier, args.seed, stages, args.cache, args.work, args.latency_drops)
+        )
     previous = args.out / "latest.json"
     if args.merge and previous.exists():
         measured = {t["tier"] for t in report["tiers"]}

@@ -264,8 +264,58 @@ def history(args) -> dict:
     }
 
 
+# The models both engines build (as tests/spark/test_engines_equal.py compares them): data tests
+# run on DuckDB only, and the outcomes models need the ML schema, which Spark does not hold.
+SPARK_SELECTION = (
+    "--resource-type", "model", "--resource-type", "seed", "--exclude", "path:models/outcomes",
+)  # fmt: skip
+
+
+def _dbt(target: str, work: Path, args: list[str]) -> float:
+    """One dbt command on `target` in its own process (as the Spark test runs it); seconds."""
+    dbt = Path(sys.executable).with_name("dbt")
+    env = {**os.environ, "EA_DBT_TARGET": target, "EA_SPARK_DIR": str(work / "spark")}
+    started = time.perf_counter()
+    result = subprocess.run(
+        [str(dbt), *args, "--project-dir", str(REPO / "dbt_project"), "--profiles-dir",
+         str(REPO / "dbt_project"), "--target-path", str(work / f"dbt_target_{target}"),
+         "--log-path", str(work / "logs")],
+        cwd=work, env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if result.returncode != 0:
+        raise SystemExit(f"dbt {args[0]} on {target} failed:\n{result.stdout[-3000:]}")
+    return time.perf_counter() - started
+
+
+def spark(args) -> dict:
+    """The marts built from the same raw rows by DuckDB and by Spark (local mode, this machine):
+    a full refresh of every model on each engine, timed as separate dbt processes."""
+    import duckdb
+
+    from orchestration.engine import export_raw_to_parquet
+
+    work = Path(os.environ["EA_DATA_DIR"]) / "spark_bench"
+    work.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    with duckdb.connect(os.environ["DUCKDB_DATABASE"]) as con:
+        counts = export_raw_to_parquet(con, work / "spark" / "raw")
+    export_s = time.perf_counter() - started
+    build = ["build", *SPARK_SELECTION, "--full-refresh"]
+    duck_s = _dbt("duckdb", work, build)
+    spark_s = _dbt("spark", work, build)
+    return {
+        "raw_events": counts["events"],
+        "export_seconds": round(export_s, 2),
+        "dbt_duckdb_seconds": round(duck_s, 2),
+        "dbt_spark_seconds": round(spark_s, 2),
+        "spark_vs_duckdb": round(spark_s / duck_s, 2),
+        "spark_driver_memory": os.environ.get("EA_SPARK_DRIVER_MEMORY", "1g"),
+    }
+
+
 STAGES = {
     "simulate": simulate,
+    "spark": spark,
     "ingest": ingest,
     "marts": marts,
     "train": train,

@@ -76,9 +76,15 @@ class Runner:
         figures = json.loads(lines[-1]) if lines else {}
         figures["seconds"] = round(seconds, 2)
         figures["peak_rss_mib"] = round(usage.ru_maxrss / 1024, 1)
+        # CPU seconds of the stage and the children it waited for (dbt): on a shared machine
+        # wall time grows with other people's load, CPU time much less.
+        figures["cpu_seconds"] = round(usage.ru_utime + usage.ru_stime, 2)
         if record:
             self.figures[label] = figures
-        say(f"  {label}: {seconds:.1f}s, peak {figures['peak_rss_mib']:.0f} MiB {figures}")
+        say(
+            f"  {label}: {seconds:.1f}s (cpu {figures['cpu_seconds']:.1f}s), "
+            f"peak {figures['peak_rss_mib']:.0f} MiB {figures}"
+        )
         return figures
 
 

@@ -251,6 +251,20 @@ def summarise(f: dict, tier: str = "") -> dict:
     out["full_vs_duckdb"] = round(full_s / ref_d, 2) if full_s and ref_d else None
     out["pandas_vs_full"] = round(ref_p / full_s, 2) if full_s and ref_p else None
     out["incremental_share"] = round(day_s / full_s, 3) if full_s and day_s else None
+
+    # The same ratios in CPU seconds (stages record them): on a shared machine the wall ratios
+    # move with other people's load, which falls unevenly on the stages of one run.
+    def cpu(*labels: str) -> float | None:
+        values = [f.get(label, {}).get("cpu_seconds") for label in labels]
+        bad = any("error" in f.get(label, {}) for label in labels)
+        return None if bad or None in values else sum(values)
+
+    full_c, day_c = cpu("ingest_full", "marts_full_refresh"), cpu("ingest_day", "marts_day")
+    ref_dc, ref_pc = cpu("ref_duckdb"), cpu("ref_pandas")
+    out["ingest_marts_full_cpu_seconds"] = round(full_c, 2) if full_c else None
+    out["full_vs_duckdb_cpu"] = round(full_c / ref_dc, 2) if full_c and ref_dc else None
+    out["pandas_vs_full_cpu"] = round(ref_pc / full_c, 2) if full_c and ref_pc else None
+    out["incremental_share_cpu"] = round(day_c / full_c, 3) if full_c and day_c else None
     r10k = f.get("rules_10k", {})
     out["rules_10k_seconds"] = (
         max(r10k["day1_seconds"], r10k["day2_seconds"]) if "day1_seconds" in r10k else None
@@ -395,6 +409,9 @@ def markdown(report: dict) -> str:
             f"| landed file -> critical email, slowest drop (s) "
             f"| {_fmt(s.get('latency_max_seconds'))} | <= {TARGETS['latency_max_seconds_max']:g} "
             f"| {_fmt(meets.get('latency_max_seconds'))} |",
+            f"| the same three ratios in CPU seconds: vs DuckDB, pandas / ours, day / full "
+            f"| {_ratio(s.get('full_vs_duckdb_cpu'))}, {_ratio(s.get('pandas_vs_full_cpu'))}, "
+            f"{_fmt(s.get('incremental_share_cpu'))} | (as above) | — |",
             f"| dbt marts on Spark / on DuckDB (same rows, same machine) "
             f"| {_ratio(s.get('spark_vs_duckdb'))} | (no target) | — |",
             f"| one incremental day / DuckDB pass over that day | "
@@ -421,9 +438,9 @@ def _overview(tiers: list[dict]) -> list[str]:
         "## Overview (each row from one run of its tier; ratios inside a run)",
         "",
         "| tier | events | DuckDB pass s | pandas s | ingest+marts full s | vs DuckDB "
-        "| pandas / ours | ingest+marts one day s | day / full | rules 10k s "
+        "| vs DuckDB, CPU s | pandas / ours | ingest+marts one day s | day / full | rules 10k s "
         "| latency s (median / max) | Spark / DuckDB | peak MiB |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for tier in tiers:
         f, s = tier["stages"], tier["summary"]
@@ -435,6 +452,7 @@ def _overview(tiers: list[dict]) -> list[str]:
             f"| {tier['tier']} | {_fmt(f.get('simulate', {}).get('events'))} "
             f"| {sec('ref_duckdb')} | {sec('ref_pandas')} "
             f"| {_fmt(s.get('ingest_marts_full_seconds'))} | {_ratio(s.get('full_vs_duckdb'))} "
+            f"| {_ratio(s.get('full_vs_duckdb_cpu'))} "
             f"| {_ratio(s.get('pandas_vs_full'))} | {_fmt(s.get('ingest_marts_day_seconds'))} "
             f"| {_fmt(s.get('incremental_share'))} | {_fmt(s.get('rules_10k_seconds'))} "
             f"| {_latency(s)} | {_ratio(s.get('spark_vs_duckdb'))} "

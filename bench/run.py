@@ -207,7 +207,7 @@ def _run_tier(
         runner.stage(
             "history", "history", f"--file={archive}",
             f"--mapping={REPO / 'config' / 'examples' / 'segment_jsonl_mapping.yml'}",
-            f"--database={work / 'history.duckdb'}",
+            f"--database={work / 'history.duckdb'}", f"--through={config['end']}",
         )  # fmt: skip
     if "rules_10k" in stages:
         runner.stage("rules_10k", "rules_10k")

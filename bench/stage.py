@@ -247,7 +247,8 @@ def history(args) -> dict:
     mapping = ByoMapping.from_yaml(Path(args.mapping))
     limit = os.environ.get("EA_DUCKDB_MEMORY_LIMIT") or "2GB"
     with duckdb.connect(args.database, config={"memory_limit": limit}) as con:
-        stats = load_history(con, [Path(args.file)], mapping, progress=print)
+        through = dt.date.fromisoformat(args.through) if args.through else None
+        stats = load_history(con, [Path(args.file)], mapping, progress=print, through=through)
         days = con.execute(
             "select count(*) from raw.landed_partitions where source = 'history'"
         ).fetchone()[0]
@@ -345,6 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--file", default="", help="the export to load (history)")
     parser.add_argument("--mapping", default="", help="its mapping file (history)")
     parser.add_argument("--database", default="", help="the warehouse to load into (history)")
+    parser.add_argument("--through", default="", help="the export's last day (history)")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     figures = STAGES[args.stage](args)

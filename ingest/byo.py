@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import re
+import shutil
 import time
 import zoneinfo
 from dataclasses import dataclass, field
@@ -408,14 +409,17 @@ def stage_export(
     con,
     path: Path,
     mapping: ByoMapping,
-    table: str,
+    table: str | None = None,
     *,
+    directory: Path | None = None,
     name: str | None = None,
     not_after: dt.datetime | None = None,
     not_after_label: str = "more than a day after the load",
     keep_all_records: bool = False,
 ) -> StagedFile:
-    """Append one export file's rows to `table` (columns STAGE_COLUMNS) as typed candidates.
+    """Append one export file's rows to `table` (columns STAGE_COLUMNS) as typed candidates, or
+    write them to `directory` as Parquet partitioned by event month (`part`: 'YYYY-MM', or
+    'undated' for rows with a problem), compressed on disk, for loads of any size.
 
     One scan of the file. Rows the export format already rules out get a reason (malformed line,
     missing field, unparseable timestamp or duration, a timestamp without a zone when the mapping
@@ -508,7 +512,6 @@ def stage_export(
         )
     )
     sql = f"""
-        insert into {table}
         with src as ({src.sql}),
         rows as (
             select _k, {raw_record} as raw_all, {fingerprint} as fp, ({src.extra_fields}) as extra,
@@ -567,10 +570,11 @@ def stage_export(
                 end as detail
             from checked
         )
-        select $file, source_line, case when reason is null then event_at::date end,
-               case when {keep_record} then raw_all end, reason, detail,
-               {message_id}, account_id, user_id, event_name, event_at, session_id, document_id,
-               feature, duration_seconds, campaign_id, {props}
+        select $file as source_file, source_line,
+               case when reason is null then event_at::date end as event_date,
+               case when {keep_record} then raw_all end as raw_record, reason, detail,
+               {message_id} as message_id, account_id, user_id, event_name, event_at, session_id,
+               document_id, feature, duration_seconds, campaign_id, {props} as properties
         from classified
     """
     params: dict = {"file": name}
@@ -585,8 +589,20 @@ def stage_export(
     )
     rejected = 0
     unreadable = "malformed_json" if mapping.format == "jsonl" else "bad_value"
+
+    def write(select: str, args: dict) -> int:
+        if directory is None:
+            return con.execute(f"insert into {table} by name {select}", args).fetchone()[0]
+        part = "coalesce(strftime(event_date, '%Y-%m'), 'undated') as part"
+        return con.execute(
+            f"copy (select *, {part} from ({select})) to {_lit(str(directory))} "
+            "(format parquet, partition_by (part), compression zstd, overwrite_or_ignore true, "
+            "filename_pattern 'rows_{uuid}')",
+            args,
+        ).fetchone()[0]
+
     try:
-        inserted = con.execute(sql.replace("{numbered}", plain), params).fetchone()[0]
+        inserted = write(sql.replace("{numbered}", plain), params)
         if _has_rejects(con):
             # Undecodable lines (rare): the reader numbers them itself and skips them, so the
             # good rows after them shift; load again with the shift known.
@@ -599,27 +615,41 @@ def stage_export(
                 """
             )
             _drop_rejects(con)
-            con.execute(f"delete from {table} where source_file = $file", {"file": name})
+            if directory is None:
+                con.execute(f"delete from {table} where source_file = $file", {"file": name})
+            else:
+                shutil.rmtree(directory, ignore_errors=True)
             _line_shift(con, src.header_lines)
-            inserted = con.execute(sql.replace("{numbered}", shifted), params).fetchone()[0]
-            rejected = con.execute(
-                f"""
-                insert into {table} (source_file, source_line, raw_record, reason, detail)
-                select $file, line, csv_line, $reason, 'unreadable line: ' || errors
-                from _hist_rejected
-                """,
+            inserted = write(sql.replace("{numbered}", shifted), params)
+            nulls = ", ".join(
+                f"null::{t} as {c}"
+                for c, t in (col.split(" ", 1) for col in STAGE_COLUMNS.split(", "))
+                if c not in ("source_file", "source_line", "raw_record", "reason", "detail")
+            )
+            rejected = write(
+                "select $file as source_file, line as source_line, csv_line as raw_record, "
+                f"$reason as reason, 'unreadable line: ' || errors as detail, {nulls} "
+                "from _hist_rejected",
                 {"file": name, "reason": unreadable},
-            ).fetchone()[0]
+            )
     except duckdb.Error as exc:
         raise read_error(path, mapping, exc) from exc
     finally:
         _drop_rejects(con)
     staged.rows = inserted + rejected
+    if staged.rows == 0:
+        staged.seconds = round(time.perf_counter() - started, 3)
+        return staged
+    where = (
+        f"from {table} where source_file = $file"
+        if directory is None
+        else f"from {staged_parquet([directory])} where source_file = $file"
+    )
     good, first, last, zone_less_n = con.execute(
         f"""
         select count(*) filter (where reason is null), min(event_date), max(event_date),
                count(*) filter (where reason = 'bad_value' and detail like '% has no time zone%')
-        from {table} where source_file = $file
+        {where}
         """,
         {"file": name},
     ).fetchone()
@@ -627,6 +657,15 @@ def stage_export(
     staged.zone_less = zone_less_n
     staged.seconds = round(time.perf_counter() - started, 3)
     return staged
+
+
+def staged_parquet(directories: list[Path]) -> str:
+    """SQL reading what `stage_export` wrote to these directories (with the `part` column)."""
+    globs = ", ".join(_lit(f"{d}/*/*.parquet") for d in directories)
+    return (
+        f"read_parquet([{globs}], hive_partitioning = true, hive_types = {{'part': 'VARCHAR'}}, "
+        "union_by_name = true)"
+    )
 
 
 def out_of_memory(con, what: str) -> IngestError:

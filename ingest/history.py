@@ -19,7 +19,9 @@ import argparse
 import datetime as dt
 import json
 import os
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -29,11 +31,11 @@ import duckdb
 
 from ingest.byo import (
     EXTENSIONS,
-    STAGE_COLUMNS,
     ByoMapping,
     StagedFile,
     out_of_memory,
     stage_export,
+    staged_parquet,
 )
 from ingest.common import IngestError, transaction
 from ingest.events import CANDIDATE_COLUMNS, finish_events
@@ -149,10 +151,10 @@ def _quiet_gaps(day_rows: list[tuple[dt.date, int]]) -> list[tuple[dt.date, dt.d
     return gaps
 
 
-def _examples(con, name: str) -> str:
+def _examples(con, directory: Path, name: str) -> str:
     rows = con.execute(
-        """
-        select source_line, reason, detail from _hist_stage
+        f"""
+        select source_line, reason, detail from {staged_parquet([directory])}
         where source_file = $f and reason is not null
         qualify row_number() over (partition by reason order by source_line) = 1
         order by source_line limit 3
@@ -264,24 +266,30 @@ def load_history(
         label = f"after the export's last day ({through})"
     else:
         not_after, label = now + dt.timedelta(days=1), "more than a day after the load"
-    con.execute(f"create or replace temp table _hist_stage ({STAGE_COLUMNS})")
     staged: dict[str, StagedFile] = {}
+    # Each file is staged as Parquet partitioned by event month under DuckDB's temp directory:
+    # compressed on disk, and each batch reads only the months it loads.
+    stage_root = _stage_root(con)
+    directories: dict[str, Path] = {}
     try:
-        for path in files:
+        for i, path in enumerate(files):
             name = path.resolve().as_posix()
             say(f"reading {name} ({path.stat().st_size:,} bytes, {mapping.format})")
-            s = stage_export(con, path, mapping, "_hist_stage", name=name, not_after=not_after,
-                             not_after_label=label)  # fmt: skip
+            directory = stage_root / f"{i:05d}"
+            s = stage_export(con, path, mapping, directory=directory, name=name,
+                             not_after=not_after, not_after_label=label)  # fmt: skip
             stats.files.append(s)
             if s.empty:
                 say(f"  {path.name}: empty, nothing to load")
                 continue
             if s.good_rows == 0:
                 raise IngestError(
-                    f"{path}: none of its {s.rows:,} rows can be loaded ({_examples(con, name)}); "
+                    f"{path}: none of its {s.rows:,} rows can be loaded "
+                    f"({_examples(con, directory, name)}); "
                     "check the file and the mapping. Nothing was loaded."
                 )
             staged[name] = s
+            directories[name] = directory
             say(
                 f"  {path.name}: {s.rows:,} rows, {s.rows - s.good_rows:,} with a problem, "
                 f"events {s.first_date}..{s.last_date} ({s.seconds:.1f}s)"
@@ -298,24 +306,41 @@ def load_history(
             say("nothing to load")
             stats.seconds = round(time.perf_counter() - started, 2)
             return stats
+        con.execute(
+            "create or replace temp view _hist_stage as select * from "
+            + staged_parquet(list(directories.values()))
+        )
         _load_staged(con, staged, stats, batch_rows, say)
     finally:
-        con.execute("drop table if exists _hist_stage")
+        con.execute("drop view if exists _hist_stage")
         con.execute("drop table if exists _hist_files")
+        shutil.rmtree(stage_root, ignore_errors=True)
     stats.seconds = round(time.perf_counter() - started, 2)
     return stats
+
+
+def _stage_root(con) -> Path:
+    """A fresh folder for the staged Parquet, inside DuckDB's temp directory (it spills there)."""
+    temp = con.execute("select current_setting('temp_directory')").fetchone()[0]
+    base = Path(temp) if temp else Path(tempfile.gettempdir())
+    base.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix="history_stage_", dir=base))
 
 
 def _load_batch(con, a, b, dates, names, staged, started) -> dict:
     """One transaction: the staged rows of days a..b through the shared classification."""
     with transaction(con):
         con.execute(f"create or replace temp table _ev_cand ({CANDIDATE_COLUMNS})")
+        # Only the months the batch loads (and the undated rows) are read.
+        months = sorted({f"{d:%Y-%m}" for d in dates} | {"undated"})
         con.execute(
-            """
-            insert into _ev_cand
-            select coalesce(s.event_date, f.first_date), s.* exclude (event_date)
+            f"""
+            insert into _ev_cand by name
+            select coalesce(s.event_date, f.first_date) as landing_date,
+                   s.* exclude (event_date, part)
             from _hist_stage s join _hist_files f using (source_file)
-            where coalesce(s.event_date, f.first_date) between $a and $b
+            where s.part in ({", ".join(f"'{m}'" for m in months)})
+              and coalesce(s.event_date, f.first_date) between $a and $b
             """,
             {"a": a, "b": b},
         )

@@ -418,8 +418,7 @@ def stage_export(
     keep_all_records: bool = False,
 ) -> StagedFile:
     """Append one export file's rows to `table` (columns STAGE_COLUMNS) as typed candidates, or
-    write them to `directory` as Parquet partitioned by event month (`part`: 'YYYY-MM', or
-    'undated' for rows with a problem), compressed on disk, for loads of any size.
+    write them to Parquet files in `directory` (compressed on disk), for loads of any size.
 
     One scan of the file. Rows the export format already rules out get a reason (malformed line,
     missing field, unparseable timestamp or duration, a timestamp without a zone when the mapping
@@ -593,11 +592,15 @@ def stage_export(
     def write(select: str, args: dict) -> int:
         if directory is None:
             return con.execute(f"insert into {table} by name {select}", args).fetchone()[0]
-        part = "coalesce(strftime(event_date, '%Y-%m'), 'undated') as part"
+        # One streaming write per pass (a partitioned write would hold everything until the
+        # end). Small row groups keep the writer's buffer well under a tight memory limit, and
+        # carry min/max event dates, so a batch skips the ones outside its days when the
+        # export is roughly in time order.
+        directory.mkdir(parents=True, exist_ok=True)
+        target = directory / f"part-{len(list(directory.iterdir())):03d}.parquet"
         return con.execute(
-            f"copy (select *, {part} from ({select})) to {_lit(str(directory))} "
-            "(format parquet, partition_by (part), compression zstd, overwrite_or_ignore true, "
-            "filename_pattern 'rows_{uuid}')",
+            f"copy ({select}) to {_lit(str(target))} "
+            "(format parquet, compression zstd, row_group_size 16384)",
             args,
         ).fetchone()[0]
 
@@ -660,12 +663,9 @@ def stage_export(
 
 
 def staged_parquet(directories: list[Path]) -> str:
-    """SQL reading what `stage_export` wrote to these directories (with the `part` column)."""
-    globs = ", ".join(_lit(f"{d}/*/*.parquet") for d in directories)
-    return (
-        f"read_parquet([{globs}], hive_partitioning = true, hive_types = {{'part': 'VARCHAR'}}, "
-        "union_by_name = true)"
-    )
+    """SQL reading what `stage_export` wrote to these directories."""
+    globs = ", ".join(_lit(f"{d}/*.parquet") for d in directories)
+    return f"read_parquet([{globs}], union_by_name = true)"
 
 
 def out_of_memory(con, what: str) -> IngestError:

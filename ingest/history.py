@@ -267,8 +267,8 @@ def load_history(
     else:
         not_after, label = now + dt.timedelta(days=1), "more than a day after the load"
     staged: dict[str, StagedFile] = {}
-    # Each file is staged as Parquet partitioned by event month under DuckDB's temp directory:
-    # compressed on disk, and each batch reads only the months it loads.
+    # Each file is staged as Parquet under DuckDB's temp directory: compressed on disk; a batch
+    # skips the row groups outside its days.
     stage_root = _stage_root(con)
     directories: dict[str, Path] = {}
     try:
@@ -331,16 +331,16 @@ def _load_batch(con, a, b, dates, names, staged, started) -> dict:
     """One transaction: the staged rows of days a..b through the shared classification."""
     with transaction(con):
         con.execute(f"create or replace temp table _ev_cand ({CANDIDATE_COLUMNS})")
-        # Only the months the batch loads (and the undated rows) are read.
-        months = sorted({f"{d:%Y-%m}" for d in dates} | {"undated"})
+        # Rows of the batch's days, and the problem rows of files that start in it.
         con.execute(
-            f"""
+            """
             insert into _ev_cand by name
-            select coalesce(s.event_date, f.first_date) as landing_date,
-                   s.* exclude (event_date, part)
+            select event_date as landing_date, * exclude (event_date)
+            from _hist_stage where event_date between $a and $b
+            union all by name
+            select f.first_date as landing_date, s.* exclude (event_date)
             from _hist_stage s join _hist_files f using (source_file)
-            where s.part in ({", ".join(f"'{m}'" for m in months)})
-              and coalesce(s.event_date, f.first_date) between $a and $b
+            where s.event_date is null and f.first_date between $a and $b
             """,
             {"a": a, "b": b},
         )

@@ -488,7 +488,10 @@ def problems(s: dict[str, Any]) -> list[str]:
     models = s.get("models", {})
     for m in models.get("models", []):
         if m.get("champion") is None:
-            out.append(f"{m['name']} has no champion: run `ea job training_job`.")
+            out.append(
+                f"{m['name']} has no champion: run `ea job full_pipeline_job` on a new "
+                "warehouse, else `ea job training_job`."
+            )
     if models.get("registry_error"):
         out.append(f"The MLflow registry cannot be read: {models['registry_error']}")
     if (models.get("drift") or {}).get("retrain"):

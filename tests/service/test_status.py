@@ -169,6 +169,9 @@ def test_status_before_anything_ran(tmp_path):
     assert "no runs yet" in text
     assert "the analyst database is not published yet" in text
     assert "`ea serve` has not run for this data folder" in text
+    # A new warehouse trains its first champions with the full pipeline (as ea doctor says).
+    assert any("churn_model has no champion: run `ea job full_pipeline_job`" in p
+               for p in status.problems)  # fmt: skip
 
 
 def test_ea_status_exits_1_when_something_needs_attention(world, monkeypatch, capsys):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -54,3 +57,22 @@ def _no_defs_state_storage_in_tests() -> None:
 
 
 _no_defs_state_storage_in_tests()
+
+
+@contextlib.contextmanager
+def writer_holding(db):
+    """Another process with the warehouse open for writing (a run in progress)."""
+    code = (
+        "import duckdb, sys; c = duckdb.connect(sys.argv[1]); "
+        "print('ready', flush=True); sys.stdin.read()"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(db)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        yield
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=30)

@@ -1,6 +1,6 @@
 """Hypothesis fuzz tests. Examples per test: EA_FUZZ_EXAMPLES (default 40, kept small so that
-`make test-fast` stays quick; e.g. `EA_FUZZ_EXAMPLES=2000 pytest tests/fuzz` for a long run).
-Tests that load a whole landing day or export run a sixth as many; the `slow` variants run 8x.
+`make test-fast` stays quick); a long run: `EA_FUZZ_EXAMPLES=2000 pytest tests/fuzz -m "not slow"`.
+Tests that load files into a warehouse run a sixth as many; their `slow` variants run 8x.
 """
 
 import os

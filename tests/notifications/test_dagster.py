@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import importlib.util
-import subprocess
-import sys
 
 import dagster as dg
 import duckdb
@@ -16,6 +13,7 @@ from dagster_duckdb import DuckDBResource
 from notifications.capture import free_port
 from orchestration.resources import PathsResource
 from orchestration.sensing import request_when_due
+from tests.conftest import writer_holding
 from tests.notifications.sample import load_sample
 from warehouse.ops_state import ops_state_path, publish_ops_state
 
@@ -56,25 +54,6 @@ def _publish(ea_env) -> None:
     con.close()
 
 
-@contextlib.contextmanager
-def _writer_holding(db):
-    """Another process with the warehouse open for writing (a run in progress)."""
-    code = (
-        "import duckdb, sys; c = duckdb.connect(sys.argv[1]); "
-        "print('ready', flush=True); sys.stdin.read()"
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code, str(db)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-        text=True,
-    )  # fmt: skip
-    try:
-        assert proc.stdout.readline().strip() == "ready"
-        yield
-    finally:
-        proc.stdin.close()
-        proc.wait(timeout=30)
-
-
 def test_critical_sensor_requests_a_run_then_daily_digest(ea_env, capture, monkeypatch, tmp_path):
     con = duckdb.connect(str(ea_env["DUCKDB_DATABASE"]))
     load_sample(con, DAY)
@@ -98,7 +77,7 @@ def test_critical_sensor_requests_a_run_then_daily_digest(ea_env, capture, monke
     _publish(ea_env)
     # A run holds the warehouse: the sensor decides from the published list all the same,
     # and sends nothing itself.
-    with _writer_holding(ea_env["DUCKDB_DATABASE"]):
+    with writer_holding(ea_env["DUCKDB_DATABASE"]):
         request = tick(deliveries.critical_alert_sensor)
         assert tick(deliveries.critical_alert_sensor).run_key == request.run_key
     assert isinstance(request, dg.RunRequest)

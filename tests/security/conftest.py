@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -68,21 +69,45 @@ def world(tmp_path) -> Path:
     return path
 
 
+def _text_columns(con, views: bool) -> list[tuple[str, str, str]]:
+    kinds = ["BASE TABLE", "VIEW"] if views else ["BASE TABLE"]
+    return con.execute(
+        """
+        select c.table_schema, c.table_name, c.column_name from information_schema.columns c
+        join information_schema.tables t using (table_schema, table_name)
+        where t.table_type in (select unnest(?)) and c.data_type in ('VARCHAR', 'JSON')
+        """,
+        [kinds],
+    ).fetchall()
+
+
 def all_text(path: Path) -> str:
     """Every text value of every table in the file, one big string (for 'appears nowhere')."""
     con = duckdb.connect(str(path), read_only=True)
     try:
-        cols = con.execute(
-            """
-            select c.table_schema, c.table_name, c.column_name from information_schema.columns c
-            join information_schema.tables t using (table_schema, table_name)
-            where t.table_type = 'BASE TABLE' and c.data_type in ('VARCHAR', 'JSON')
-            """
-        ).fetchall()
         chunks = []
-        for schema, table, column in cols:
+        for schema, table, column in _text_columns(con, views=False):
             rows = con.execute(f'select "{column}" from "{schema}"."{table}"').fetchall()
             chunks.extend(str(r[0]) for r in rows if r[0] is not None)
         return json.dumps(chunks)
+    finally:
+        con.close()
+
+
+def where_named(path: Path, names: list[str], views: bool = False) -> list[str]:
+    """`schema.table.column: name` for each text column (of views too, with `views`) holding
+    any of `names` anywhere in a value: one linear regular-expression pass per column."""
+    pattern = "|".join(re.escape(n) for n in names)
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        found = []
+        for schema, table, column in _text_columns(con, views):
+            rows = con.execute(
+                f'select "{column}"::varchar from "{schema}"."{table}" '
+                f'where regexp_matches("{column}"::varchar, ?) limit 5',
+                [pattern],
+            ).fetchall()
+            found += [f"{schema}.{table}.{column}: {n}" for (v,) in rows for n in names if n in v]
+        return found
     finally:
         con.close()

@@ -133,4 +133,3 @@ def test_rules_parser_refuses_cleanly(text, alarm):
         return
     # Whatever compiles is still parameterised SQL over known columns only.
     assert set(compiled.columns) <= set(COLUMNS) and ";" not in compiled.sql
-

@@ -313,7 +313,7 @@ STAGE_ROWS = (
     ("train", "training (churn + expansion, MLflow)"),
     ("score", "scoring + anomalies + segments"),
     ("rules", "rule evaluation (pipeline accounts)"),
-    ("digests", "deliveries: digests rendered + sent to SMTP capture"),
+    ("digests", "deliveries: critical emails, CRM tasks, digests to SMTP capture; checks"),
     ("publish", "analyst database published (analytics tables, new file renamed into place)"),
     ("ref_duckdb_day", "reference: one DuckDB pass over the new day's files"),
     ("ingest_day", "ingest, one new day"),

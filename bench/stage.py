@@ -39,12 +39,17 @@ def _pipeline():
             dg.define_asset_job(
                 "bench_rules_job", selection=dg.AssetSelection.assets(["alerts", "alerts"])
             ),
-            # Only the digest path: the deliveries group also holds weekly KPI mail and more.
+            # The delivery path of a daily run (the deliveries group also holds weekly KPI mail
+            # and more): critical emails first, as landing_day_job sends them, so that the
+            # blocking check `critical_alerts_delivered` on the outbox judges what the product does.
             dg.define_asset_job(
                 "bench_digests_job",
                 selection=dg.AssetSelection.assets(
-                    ["ops", "crm_tasks"], ["ops", "digests"], ["ops", "outbox"]
-                ),
+                    ["ops", "critical_alerts"],
+                    ["ops", "crm_tasks"],
+                    ["ops", "digests"],
+                    ["ops", "outbox"],
+                ),  # fmt: skip
             ),
         ]
     )
@@ -184,9 +189,18 @@ def rules(args) -> dict:
 
 
 def digests(args) -> dict:
-    _pipeline().run("bench_digests_job")
+    """Critical emails, CRM tasks, digests and the outbox with its checks; a failed blocking
+    check fails the stage. Counts what the capture server received and the check's outcome."""
+    result = _pipeline().run("bench_digests_job")
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     mail = Path(os.environ["BENCH_MAIL_DIR"])  # the tier's capture server stores mail here
-    return {"emails_captured": len(list(mail.glob("*.eml")))}
+    emails = [p.read_text(errors="replace") for p in mail.glob("*.eml")]
+    return {
+        "emails_captured": len(emails),
+        "critical_emails": sum("Subject: Critical:" in e for e in emails),
+        "critical_alerts": _count("select count(*) from alerts.alerts where severity = 'critical'"),
+        "critical_alerts_delivered": checks.get("critical_alerts_delivered"),
+    }
 
 
 def publish(args) -> dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 
 # Model name -> its name in the MLflow registry (here, not in ml.registry, so callers can know
@@ -9,22 +10,63 @@ from dataclasses import dataclass, field
 REGISTERED_NAMES = {"churn": "churn_model", "expansion": "expansion_model"}
 
 
+# What a churn or expansion label is, per label source: the mart column, the column that says
+# it is known, the population it is defined on, the dbt var of its window (days after
+# as_of_date it looks at) and what the real outcome date of a positive is.
+LABEL_SOURCES = {
+    "outcomes": {
+        "label": "label_churn",
+        "observable": "is_label_observable",
+        "population": None,  # every current customer that is not dormant
+        "window_var": "churn_horizon_days",
+        "description": "a churned outcome within {window} days after the as-of date",
+        "population_description": "current customers (not churned, not dormant)",
+    },
+    "inactivity": {
+        "label": "label_inactive",
+        "observable": "is_inactive_label_observable",
+        "population": "is_in_population",
+        "window_var": "dormant_after_days",
+        "description": "no activity at all in the {window} days after the as-of date",
+        "population_description": "accounts active in the {lookback} days up to the as-of date "
+        "(not dormant)",
+    },
+    "expansion": {
+        "label": "label_expand",
+        "observable": "is_label_observable",
+        "population": None,
+        "window_var": "expand_horizon_days",
+        "description": "an expanded outcome within {window} days after the as-of date",
+        "population_description": "current customers (not churned, not dormant)",
+    },
+}
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    """How one model (churn or expansion) is trained, split, calibrated and judged.
+    """How one model is trained, split, calibrated, judged against baselines and promoted.
 
-    `label` is the mart column the model learns. `horizon_days` must match the horizon the label
-    was built with: it is the gap left between train, validation and test so that no training
-    label looks into the evaluation period.
+    The split is by date: the test period is [test_start, test_end]; training uses as-of dates
+    up to train_end, which must be more than `horizon_days` (the label window) before
+    test_start, so no training label sees the test period (the embargo). A share of the
+    training-window accounts is held out as validation (early stopping, calibration, alert
+    threshold), judged on their rows of the window's last `validation_days`. Dates left empty
+    follow `test_fraction` of the observable span.
     """
 
     model_name: str = "churn"
-    label: str = "label_churn"
-    # dbt var churn_horizon_days / expand_horizon_days.
+    label_source: str = "outcomes"
+    # The label window in days (a dbt var: churn_horizon_days, dormant_after_days, ...); also
+    # the embargo between training and test.
     horizon_days: int = 30
-    # Fractions of the distinct as-of dates (after dropping unobservable rows), oldest first.
-    train_fraction: float = 0.6
-    validation_fraction: float = 0.2
+    # The inactivity population's look-back (dbt var active_lookback_days), for the model card.
+    lookback_days: int = 90
+    train_end: str | None = None
+    test_start: str | None = None
+    test_end: str | None = None
+    test_fraction: float = 0.25
+    validation_share: float = 0.2
+    validation_days: int = 91
     min_positives_train: int = 20
     min_positives_validation: int = 5
     min_positives_test: int = 5
@@ -40,55 +82,88 @@ class TrainConfig:
     calibration: str = "platt"
     # Explicit feature list; None = every numeric column that is not a key, label or score.
     features: tuple[str, ...] | None = None
-    # Heuristic baseline: 28-day activity fell by more than this share and seat use is below this.
-    baseline_activity: str = "logins"
-    baseline_drop: float = 0.3
-    baseline_utilisation: float = 0.5
-    # Share of the holdout treated as "alerted" for precision/recall/lift and lead time.
+    # Share of the scored rows treated as "alerted" for precision / recall / lift and lead time;
+    # the threshold is chosen on validation.
     top_fraction: float = 0.10
+    # Baselines: "frequency" = fewest events in the last frequency_days (the longest window the
+    # frame has up to that); "calendar" = renewal within calendar_days.
+    frequency_days: int = 180
+    calendar_days: int = 30
+    # Account-level bootstrap of the test period.
+    bootstrap_samples: int = 200
+    confidence: float = 0.95
     lead_time_days: int = 30
-    # How far before an event an alert still counts as "for" that event (longer than the
-    # label horizon: the score may rise before the label window opens).
-    lead_time_window_days: int = 120
-    # Promotion: the candidate must beat baseline and champion on this holdout metric.
+    # How far before an event an alert still counts as "for" that event.
+    lead_time_window_days: int = 180
+    # Promotion: beat the best baseline and the champion on primary_metric by a margin whose
+    # bootstrap interval (lower bound) is above min_margin, with at least min_positive_accounts
+    # accounts with a positive row in the test period.
     primary_metric: str = "pr_auc"
-    min_margin_over_baseline: float = 0.0
-    min_margin_over_champion: float = 0.0
+    min_margin: float = 0.0
+    min_positive_accounts: int = 20
+    # Shadow scoring of today's accounts: refuse when the candidate would alert more than
+    # max_alert_ratio x the champion's alerts per CSM per week, or (no champion) more than
+    # max_alerts_per_csm_week. An account counts as alerted when its probability reaches
+    # the lower bound of the first of shadow_bands (ScoreConfig.band_thresholds).
+    max_alert_ratio: float = 2.0
+    max_alerts_per_csm_week: float = 15.0
+    shadow_bands: tuple[str, ...] = ("high", "very_high")
 
     def __post_init__(self) -> None:
         if self.calibration not in {"platt", "isotonic"}:
             raise ValueError(f"calibration must be 'platt' or 'isotonic', got {self.calibration!r}")
-        if not 0 < self.train_fraction < 1 or not 0 < self.validation_fraction < 1:
-            raise ValueError("train_fraction and validation_fraction must be between 0 and 1")
-        if self.train_fraction + self.validation_fraction >= 1:
+        if self.label_source not in LABEL_SOURCES:
             raise ValueError(
-                "train_fraction + validation_fraction must leave room for a test period"
+                f"label_source must be one of {sorted(LABEL_SOURCES)}, got {self.label_source!r}"
             )
+        if not 0 < self.test_fraction < 1:
+            raise ValueError("test_fraction must be between 0 and 1")
+        if not 0 < self.validation_share < 1:
+            raise ValueError("validation_share must be between 0 and 1")
+        for name in ("train_end", "test_start", "test_end"):
+            value = getattr(self, name)
+            if value:
+                try:
+                    dt.date.fromisoformat(value)
+                except ValueError as exc:
+                    raise ValueError(f"{name} must be a YYYY-MM-DD date, got {value!r}") from exc
+
+    @property
+    def label(self) -> str:
+        return LABEL_SOURCES[self.label_source]["label"]
+
+    @property
+    def observable_column(self) -> str:
+        return LABEL_SOURCES[self.label_source]["observable"]
+
+    @property
+    def population_column(self) -> str | None:
+        return LABEL_SOURCES[self.label_source]["population"]
+
+    def describe_label(self) -> str:
+        return LABEL_SOURCES[self.label_source]["description"].format(window=self.horizon_days)
+
+    def describe_population(self) -> str:
+        return LABEL_SOURCES[self.label_source]["population_description"].format(
+            lookback=self.lookback_days
+        )
 
 
 def churn_config(**overrides) -> TrainConfig:
-    """Defaults for the churn model."""
-    return TrainConfig(**{"model_name": "churn", "label": "label_churn", **overrides})
+    """Defaults for the churn model (outcome labels unless label_source='inactivity')."""
+    return TrainConfig(**{"model_name": "churn", "label_source": "outcomes", **overrides})
 
 
-def expansion_config(**overrides) -> TrainConfig:
-    """Defaults for the expansion model: the baseline looks for growth at high seat use."""
-    defaults = {
-        "model_name": "expansion",
-        "label": "label_expand",
-        "horizon_days": 60,
-        "baseline_drop": -0.2,
-        "baseline_utilisation": 0.8,
-    }
+def inactivity_config(**overrides) -> TrainConfig:
+    """Churn defined by silence: no activity in the dormancy period after the as-of date."""
+    defaults = {"model_name": "churn", "label_source": "inactivity", "horizon_days": 90}
     return TrainConfig(**{**defaults, **overrides})
 
 
-@dataclass(frozen=True)
-class InactivityConfig:
-    """Churn defined by silence when no outcome data exists: no activity for `inactive_days`."""
-
-    inactive_days: int = 30
-    horizon_days: int = 90
+def expansion_config(**overrides) -> TrainConfig:
+    """Defaults for the expansion model (its baselines look at the same ranking in reverse)."""
+    defaults = {"model_name": "expansion", "label_source": "expansion", "horizon_days": 60}
+    return TrainConfig(**{**defaults, **overrides})
 
 
 @dataclass(frozen=True)
@@ -126,8 +201,6 @@ class AnomalyConfig:
     @classmethod
     def from_holiday_file(cls, mapping: dict | None, **overrides) -> AnomalyConfig:
         """Settings with the holidays of a parsed `config/holidays.yml` ({all: [...], regions})."""
-        import datetime as dt
-
         mapping = mapping or {}
         unknown = set(mapping) - {"all", "regions"}
         if unknown:

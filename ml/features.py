@@ -1,4 +1,4 @@
-"""Which columns the models learn from, and churn labels derived from inactivity."""
+"""Which columns the models learn from, and the real outcome dates their labels stand for."""
 
 from __future__ import annotations
 
@@ -54,76 +54,29 @@ def feature_matrix(frame: pd.DataFrame, features: list[str]) -> pd.DataFrame:
     return frame[features].apply(pd.to_numeric, errors="coerce").astype("float64")
 
 
-def inactivity_churn_dates(daily: pd.DataFrame, inactive_days: int) -> pd.DataFrame:
-    """Per account, the day it churned by silence: the day after its last activity before a gap.
+def outcome_dates(con, label_source: str) -> pd.DataFrame | None:
+    """`account_id, event_date` of the real outcomes a label stands for, for lead times.
 
-    `daily` has `account_id, activity_date, is_active` (one row per account and landed day). An
-    account churns on the first day of a run of at least `inactive_days` days without activity
-    that follows some activity. Accounts still in such a run at the end of the data count as
-    churned only once the run has reached `inactive_days` days.
+    outcomes: each churned outcome's effective date; expansion: each expanded outcome's;
+    inactivity: the first silent day of each dormancy (`marts.account_dormancy`). None when the
+    warehouse has no such table (then no lead time is reported, rather than a made-up one).
     """
-    required = {"account_id", "activity_date", "is_active"}
-    if not required <= set(daily.columns):
-        raise ValueError(f"The daily activity frame needs columns {sorted(required)}")
-    d = daily[["account_id", "activity_date", "is_active"]].copy()
-    d["activity_date"] = pd.to_datetime(d["activity_date"])
-    d = d.sort_values(["account_id", "activity_date"])
-    active = d[d["is_active"].astype(bool)]
-    last_day = d.groupby("account_id")["activity_date"].max().rename("last_day")
-    # Gap after each active day: days until the next active day (or the end of the data).
-    active = active.assign(
-        next_active=active.groupby("account_id")["activity_date"].shift(-1)
-    ).join(last_day, on="account_id")
-    gap_end = active["next_active"].fillna(active["last_day"] + pd.Timedelta(days=1))
-    active = active.assign(gap_days=(gap_end - active["activity_date"]).dt.days - 1)
-    churned = active[active["gap_days"] >= inactive_days]
-    first = churned.groupby("account_id")["activity_date"].min()
-    return (first + pd.Timedelta(days=1)).rename("churn_date").reset_index()
-
-
-def inactivity_labels(
-    features: pd.DataFrame,
-    daily: pd.DataFrame,
-    inactive_days: int,
-    horizon_days: int,
-) -> pd.DataFrame:
-    """Replace `label_churn` / `is_label_observable` with labels defined by inactivity.
-
-    A row is positive when the account's inactivity churn date falls in
-    (as_of_date, as_of_date + horizon]. Rows on or after the churn date are dropped (the account
-    is already gone). A row is observable only when the data reaches horizon + inactive_days past
-    it, because a silence is only known to be churn after it has lasted `inactive_days`.
-    """
-    churn = inactivity_churn_dates(daily, inactive_days)
-    last_day = pd.to_datetime(daily["activity_date"]).max()
-    out = features.drop(columns=["label_churn", "is_label_observable"], errors="ignore").copy()
-    as_of = pd.to_datetime(out["as_of_date"])
-    churn_date = out[["account_id"]].merge(churn, on="account_id", how="left")["churn_date"]
-    churn_date.index = out.index
-    horizon = pd.Timedelta(days=horizon_days)
-    keep = churn_date.isna() | (as_of < churn_date)
-    out["label_churn"] = ((churn_date > as_of) & (churn_date <= as_of + horizon)).astype("int8")
-    out["is_label_observable"] = as_of + horizon + pd.Timedelta(days=inactive_days) <= last_day
-    return out[keep].reset_index(drop=True)
-
-
-def event_dates_from_labels(frame: pd.DataFrame, horizon_days: int, label: str) -> pd.DataFrame:
-    """Estimate event dates (churn, expansion) from a weekly label grid.
-
-    Each run of consecutive positive rows for an account is one event; its first row is the
-    first as-of date that sees the event within the horizon, so the event falls within one grid
-    step before first_positive + horizon. The estimate is that upper bound (at most one grid
-    step late). Used for lead-time reporting when no exact outcome dates are passed in.
-    """
-    d = frame[["account_id", "as_of_date", label]].copy()
-    d["as_of_date"] = pd.to_datetime(d["as_of_date"])
-    d = d.sort_values(["account_id", "as_of_date"])
-    positive = d[label].fillna(0).astype(int) == 1
-    previous = positive.groupby(d["account_id"]).shift(1, fill_value=False)
-    starts = d[positive & ~previous.astype(bool)]
-    return pd.DataFrame(
-        {
-            "account_id": starts["account_id"].to_numpy(),
-            "event_date": (starts["as_of_date"] + pd.Timedelta(days=horizon_days)).to_numpy(),
-        }
-    )
+    if label_source == "inactivity":
+        schema, table = "marts", "account_dormancy"
+        sql = "select account_id, inactive_since_date as event_date from marts.account_dormancy"
+    else:
+        schema, table = "staging", "stg_raw__outcomes"
+        outcome = "expanded" if label_source == "expansion" else "churned"
+        sql = (
+            "select account_id, effective_date as event_date from staging.stg_raw__outcomes "
+            f"where outcome = '{outcome}'"
+        )
+    exists = con.execute(
+        "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
+        [schema, table],
+    ).fetchall()[0][0]
+    if not exists:
+        return None
+    frame = con.execute(sql).df()
+    frame["event_date"] = pd.to_datetime(frame["event_date"])
+    return frame

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from importlib.metadata import version as package_version
 from pathlib import Path
 
@@ -13,8 +13,8 @@ import mlflow.pyfunc
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from ml.card import card_json, model_card
 from ml.config import REGISTERED_NAMES, TrainConfig
-from ml.evaluate import ranking_metrics
 from ml.model import ScoringModel
 from ml.train import TrainResult
 
@@ -35,6 +35,8 @@ class RegisteredVersion:
 class PromotionDecision:
     promote: bool
     reason: str
+    # (passed, what was checked with its figures), in the order checked
+    checks: list[tuple[bool, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -61,74 +63,108 @@ def ensure_experiment(tracking_uri: str, artifact_root: Path, name: str = EXPERI
     return client.create_experiment(name, artifact_location=artifact_root.resolve().as_uri())
 
 
-def evaluate_champion_on_holdout(
-    tracking_uri: str, registered_name: str, result: TrainResult
-) -> dict[str, float]:
-    """Score the current champion on the candidate's test rows (the same holdout).
-
-    Returns `champion_*` metrics and `champion_version`; empty when there is no champion. A
-    champion that cannot score these rows (its features no longer exist) gets
-    `champion_comparable` = 0, so the gate can say so instead of guessing.
-    """
-    champion = load_champion(tracking_uri, registered_name, missing_ok=True)
-    if champion is None:
-        return {}
-    out: dict[str, float] = {"champion_version": float(champion.version)}
-    test = result.split.test
-    try:
-        proba = champion.model.predict_proba(test)
-    except ValueError:
-        out["champion_comparable"] = 0.0
-        return out
-    metrics = ranking_metrics(
-        test[result.config.label].astype(int).to_numpy(), proba, result.config.top_fraction
-    )
-    out.update({f"champion_{k}": v for k, v in metrics.items()})
-    out["champion_comparable"] = 1.0
-    return out
+# The settings the gate judges with, logged with each run so the check reads what the run used.
+GATE_SETTINGS = (
+    "min_margin",
+    "min_positive_accounts",
+    "max_alert_ratio",
+    "max_alerts_per_csm_week",
+)
 
 
-def decide_promotion(metrics: dict[str, float], config: TrainConfig) -> PromotionDecision:
-    """Pure gate: promote only if the candidate beats the baseline and the champion on one holdout.
+def gate_metrics(config: TrainConfig) -> dict[str, float]:
+    return {f"gate_{k}": float(getattr(config, k)) for k in GATE_SETTINGS}
 
-    `metrics` holds `model_<m>`, `baseline_<m>` and, when a champion exists, `champion_<m>`
-    (all measured on the same test rows), where m is `config.primary_metric`.
+
+def gate_config(metrics: dict[str, float], primary_metric: str) -> TrainConfig:
+    """A TrainConfig carrying the gate settings a run logged (defaults for ones it did not)."""
+    values = {k: metrics[f"gate_{k}"] for k in GATE_SETTINGS if f"gate_{k}" in metrics}
+    if "min_positive_accounts" in values:
+        values["min_positive_accounts"] = int(values["min_positive_accounts"])
+    return TrainConfig(primary_metric=primary_metric, **values)
+
+
+def decide_promotion(
+    metrics: dict[str, float], config: TrainConfig, best_baseline: str | None = None
+) -> PromotionDecision:
+    """Pure gate over one run's logged numbers: every condition must hold, else the champion
+    stays and the reason says which failed, with the figures.
+
+    1. at least `min_positive_accounts` accounts with a positive row in the test period;
+    2. the candidate beats the best baseline on the primary metric by a margin whose bootstrap
+       interval is above `min_margin` (`diff_best_baseline_<m>_lo`);
+    3. likewise the current champion on the same test rows (`diff_champion_<m>_lo`), unless
+       there is none or it cannot score today's features (said in the reason);
+    4. shadow scoring of today's accounts: the candidate's alerts per CSM per week are at most
+       `max_alert_ratio` x the champion's, or `max_alerts_per_csm_week` without a champion.
     """
     m = config.primary_metric
-    for key in (f"model_{m}", f"baseline_{m}"):
-        if key not in metrics:
-            raise ValueError(f"Promotion needs metric {key!r}; the training run did not log it.")
-    candidate, baseline = metrics[f"model_{m}"], metrics[f"baseline_{m}"]
-    need = baseline + config.min_margin_over_baseline
-    if not candidate > need:
-        return PromotionDecision(
-            False,
-            f"candidate {m}={candidate:.4f} does not beat the heuristic baseline "
-            f"{m}={baseline:.4f} (+ margin {config.min_margin_over_baseline}) on the holdout",
+    checks: list[tuple[bool, str]] = []
+    positives = metrics.get("test_positive_accounts")
+    if positives is None:
+        raise ValueError("Promotion needs test_positive_accounts; the run did not log it.")
+    checks.append(
+        (
+            positives >= config.min_positive_accounts,
+            f"{positives:.0f} accounts with a positive label in the test period "
+            f"(need {config.min_positive_accounts})",
         )
-    if "champion_version" not in metrics:
-        return PromotionDecision(
-            True, f"no champion yet; candidate {m}={candidate:.4f} beats baseline {baseline:.4f}"
-        )
-    champion_version = int(metrics["champion_version"])
-    if metrics.get("champion_comparable", 1.0) == 0.0:
-        return PromotionDecision(
-            True,
-            f"champion v{champion_version} cannot score the current features (schema changed); "
-            f"candidate {m}={candidate:.4f} beats baseline {baseline:.4f}",
-        )
-    champion = metrics[f"champion_{m}"]
-    if not candidate > champion + config.min_margin_over_champion:
-        return PromotionDecision(
-            False,
-            f"candidate {m}={candidate:.4f} does not beat champion v{champion_version} "
-            f"{m}={champion:.4f} (+ margin {config.min_margin_over_champion}) on the same holdout",
-        )
-    return PromotionDecision(
-        True,
-        f"candidate {m}={candidate:.4f} beats champion v{champion_version} ({champion:.4f}) "
-        f"and baseline ({baseline:.4f}) on the same holdout",
     )
+    lo = metrics.get(f"diff_best_baseline_{m}_lo")
+    if lo is None:
+        raise ValueError(f"Promotion needs diff_best_baseline_{m}_lo; the run did not log it.")
+    diff = metrics[f"diff_best_baseline_{m}"]
+    hi = metrics[f"diff_best_baseline_{m}_hi"]
+    name = best_baseline or "the best baseline"
+    checks.append(
+        (
+            lo > config.min_margin,
+            f"{m} {metrics[f'model_{m}']:.3f} vs {name} {metrics.get(f'best_baseline_{m}', 0):.3f}:"
+            f" difference {diff:+.3f}, interval [{lo:+.3f}, {hi:+.3f}] "
+            f"({'above' if lo > config.min_margin else 'not above'} {config.min_margin:g})",
+        )
+    )
+    has_champion = "champion_version" in metrics
+    champion_version = int(metrics["champion_version"]) if has_champion else None
+    if has_champion and f"diff_champion_{m}_lo" in metrics:
+        c_lo = metrics[f"diff_champion_{m}_lo"]
+        checks.append(
+            (
+                c_lo > config.min_margin,
+                f"{m} vs champion v{champion_version} {metrics[f'champion_{m}']:.3f}: difference "
+                f"{metrics[f'diff_champion_{m}']:+.3f}, interval [{c_lo:+.3f}, "
+                f"{metrics[f'diff_champion_{m}_hi']:+.3f}]",
+            )
+        )
+    elif has_champion:
+        checks.append(
+            (True, f"champion v{champion_version} cannot score the current features; not compared")
+        )
+    cand = metrics.get("shadow_candidate_alerts_per_csm_week")
+    if cand is not None:
+        champ = metrics.get("shadow_champion_alerts_per_csm_week")
+        if has_champion and champ is not None:
+            limit = config.max_alert_ratio * max(champ, 1.0)
+            checks.append(
+                (
+                    cand <= limit,
+                    f"shadow scoring of today's accounts: {cand:.1f} alerts per CSM per week vs "
+                    f"the champion's {champ:.1f} (limit {config.max_alert_ratio:g}x = {limit:.1f})",
+                )
+            )
+        else:
+            checks.append(
+                (
+                    cand <= config.max_alerts_per_csm_week,
+                    f"shadow scoring of today's accounts: {cand:.1f} alerts per CSM per week "
+                    f"(no champion; limit {config.max_alerts_per_csm_week:g})",
+                )
+            )
+    failed = [text for ok, text in checks if not ok]
+    if failed:
+        return PromotionDecision(False, "kept the champion: " + "; ".join(failed), checks)
+    who = f"replaces champion v{champion_version}" if has_champion else "first champion"
+    return PromotionDecision(True, f"promoted ({who}): " + "; ".join(t for _, t in checks), checks)
 
 
 def _pip_requirements() -> list[str]:
@@ -157,17 +193,25 @@ def log_and_register(
     mlflow.set_registry_uri(tracking_uri)
     params: dict[str, object] = {
         **{f"cfg_{k}": v for k, v in asdict(config).items() if k != "features"},
+        "label": config.label,
+        "population": config.describe_population()[:250],
         **{f"lgb_{k}": v for k, v in result.params.items()},
         **{f"split_{k}": v for k, v in result.split.describe(config.label).items()},
         "n_features": len(result.model.features),
         "calibrator": json.dumps(result.model.calibrator.__dict__)[:500],
     }
-    metrics = {**result.metrics, **(extra_metrics or {})}
+    metrics = {**result.metrics, **gate_metrics(config), **(extra_metrics or {})}
     metrics = {k: float(v) for k, v in metrics.items() if v == v}  # NaN is not loggable
     with mlflow.start_run(
         experiment_id=experiment_id,
         run_name=f"{config.model_name}-{result.split.test_start.date().isoformat()}",
-        tags={"model_name": config.model_name, **(tags or {})},
+        tags={
+            "model_name": config.model_name,
+            "label_source": config.label_source,
+            "primary_metric": config.primary_metric,
+            "best_baseline": result.best_baseline or "",
+            **(tags or {}),
+        },
     ) as run:
         mlflow.log_params(params)
         mlflow.log_metrics(metrics)
@@ -179,8 +223,14 @@ def log_and_register(
             report.mkdir()
             (report / "features.json").write_text(json.dumps(result.model.features, indent=1))
             result.importance.to_csv(report / "feature_importance.csv", index=False)
-            result.leads.to_csv(report / "lead_times.csv", index=False)
+            result.strata.to_csv(report / "strata.csv", index=False)
+            for scorer, leads in result.leads.items():
+                leads.to_csv(report / f"lead_times_{scorer}.csv", index=False)
             mlflow.log_artifacts(str(report), artifact_path="report")
+            (tmp_path / "model_card.md").write_text(model_card(result))
+            (tmp_path / "model_card.json").write_text(card_json(result))
+            mlflow.log_artifact(str(tmp_path / "model_card.md"))
+            mlflow.log_artifact(str(tmp_path / "model_card.json"))
             artifacts = result.model.save(tmp_path / "model")
             info = mlflow.pyfunc.log_model(
                 name="model",
@@ -204,6 +254,18 @@ def log_and_register(
 def run_metrics(tracking_uri: str, run_id: str) -> dict[str, float]:
     """The metrics a training run logged (what the promotion gate judges)."""
     return dict(_client(tracking_uri).get_run(run_id).data.metrics)
+
+
+def run_tags(tracking_uri: str, run_id: str) -> dict[str, str]:
+    return dict(_client(tracking_uri).get_run(run_id).data.tags)
+
+
+def load_version(tracking_uri: str, registered_name: str, version: str) -> ScoringModel:
+    """A registered version's scoring model (the candidate, for shadow scoring)."""
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    loaded = mlflow.pyfunc.load_model(f"models:/{registered_name}/{version}")
+    return loaded.unwrap_python_model().scoring_model
 
 
 def promote(tracking_uri: str, registered_name: str, version: str) -> None:

@@ -57,8 +57,8 @@ create table if not exists ml.account_scores (
 BANDS = np.array(["low", "medium", "high", "very_high"])
 
 
-def load_scoring_frame(con, as_of_date: dt.date) -> pd.DataFrame:
-    """The `marts.account_health` rows of one day, without dormant accounts (never scored).
+def load_health_frame(con, as_of_date: dt.date) -> pd.DataFrame:
+    """The `marts.account_health` rows of one day, without dormant accounts (for segments).
 
     Raises:
         ValueError: the mart has no rows for that day.
@@ -70,6 +70,26 @@ def load_scoring_frame(con, as_of_date: dt.date) -> pd.DataFrame:
         raise ValueError(
             f"marts.account_health has no rows for {as_of_date}: build the marts for that day "
             "or choose another as_of_date."
+        )
+    if "is_dormant" in frame.columns:
+        frame = frame[~frame["is_dormant"].fillna(False).astype(bool)].reset_index(drop=True)
+    return frame
+
+
+def load_scoring_frame(con, as_of_date: dt.date) -> pd.DataFrame:
+    """The `marts.ml_features` rows of one day (the run's as-of date is always on the grid),
+    without dormant accounts: a dormant account is never scored.
+
+    Raises:
+        ValueError: the mart has no rows for that day (the marts were built as of another day).
+    """
+    frame = con.execute(
+        "select * from marts.ml_features where as_of_date = ? order by account_id", [as_of_date]
+    ).df()
+    if frame.empty:
+        raise ValueError(
+            f"marts.ml_features has no rows for {as_of_date}: it holds the Mondays and the "
+            "as-of date of the last marts run; build the marts as of that day first."
         )
     if "is_dormant" in frame.columns:
         frame = frame[~frame["is_dormant"].fillna(False).astype(bool)].reset_index(drop=True)

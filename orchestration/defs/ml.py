@@ -12,12 +12,10 @@ from ml.anomaly import write_anomalies
 from ml.config import (
     REGISTERED_NAMES,
     AnomalyConfig,
-    InactivityConfig,
     TrainConfig,
     churn_config,
     expansion_config,
 )
-from ml.features import inactivity_labels
 from ml.feedback import feedback_labels
 from ml.segment import segment_accounts, write_segments
 from ml.split import InsufficientLabelsError
@@ -47,25 +45,35 @@ class MlflowResource(dg.ConfigurableResource):
 
 
 class TrainingConfig(dg.Config):
-    """Run config of a training run. Horizons must match the dbt vars of marts.ml_features."""
+    """Run config of a training run (docs/ml.md). Empty / 0 values follow the dbt vars."""
 
-    horizon_days: int = 0  # 0 = the dbt var (churn_horizon_days / expand_horizon_days)
+    # "auto": churn outcomes when the warehouse has any, else inactivity (no activity in the
+    # dormancy period); "outcomes" or "inactivity" to choose. The expansion model ignores it.
+    label_source: str = "auto"
+    horizon_days: int = 0  # 0 = the label window the marts were built with (dbt var)
+    train_end: str = ""  # YYYY-MM-DD; empty = test_start minus the label window
+    test_start: str = ""  # empty = the last quarter of the observable span
+    test_end: str = ""  # empty = the last observable as-of date
     num_boost_round: int = 400
-    # "outcomes": labels from the mart; "inactivity": churn = no activity for inactive_days.
-    label_source: str = "outcomes"
-    inactive_days: int = 30
+    bootstrap_samples: int = 200
+    primary_metric: str = "pr_auc"
+    min_positive_accounts: int = 20
+    max_alert_ratio: float = 2.0
+    max_alerts_per_csm_week: float = 15.0
 
 
 def dbt_label_horizons() -> dict[str, int]:
-    """The label horizons marts.ml_features is built with (dbt vars), so the split gap matches."""
+    """The label windows marts.ml_features is built with (dbt vars), so the embargo matches."""
     path = DBT_PROJECT_FILE
     if not path.exists():
-        raise dg.Failure(f"{path} is missing: the ml stage reads the label horizons from it.")
+        raise dg.Failure(f"{path} is missing: the ml stage reads the label windows from it.")
     variables = yaml.safe_load(path.read_text()).get("vars", {})
     try:
         return {
-            "churn": int(variables["churn_horizon_days"]),
+            "outcomes": int(variables["churn_horizon_days"]),
             "expansion": int(variables["expand_horizon_days"]),
+            "inactivity": int(variables["dormant_after_days"]),
+            "lookback": int(variables["active_lookback_days"]),
         }
     except KeyError as exc:
         raise dg.Failure(
@@ -73,30 +81,59 @@ def dbt_label_horizons() -> dict[str, int]:
         ) from exc
 
 
-def _train_config(model_name: str, run: TrainingConfig) -> TrainConfig:
+def resolve_label_source(con, model_name: str, requested: str) -> str:
+    """The label source to train on: expansion for that model; for churn the requested one,
+    or with "auto" outcomes when any churn outcome labels a row, else inactivity.
+    """
+    if model_name == "expansion":
+        return "expansion"
+    if requested not in {"auto", "outcomes", "inactivity"}:
+        raise dg.Failure(
+            f"label_source must be 'auto', 'outcomes' or 'inactivity', not {requested!r}"
+        )
+    if requested != "auto":
+        return requested
+    churned = con.execute("select count(*) from marts.ml_features where label_churn = 1").fetchall()
+    return "outcomes" if churned[0][0] else "inactivity"
+
+
+def _train_config(model_name: str, run: TrainingConfig, label_source: str) -> TrainConfig:
+    horizons = dbt_label_horizons()
     overrides: dict[str, object] = {
+        "label_source": label_source,
         "num_boost_round": run.num_boost_round,
-        "horizon_days": run.horizon_days or dbt_label_horizons()[model_name],
+        "horizon_days": run.horizon_days or horizons[label_source],
+        "lookback_days": horizons["lookback"],
+        "train_end": run.train_end or None,
+        "test_start": run.test_start or None,
+        "test_end": run.test_end or None,
+        "bootstrap_samples": run.bootstrap_samples,
+        "primary_metric": run.primary_metric,
+        "min_positive_accounts": run.min_positive_accounts,
+        "max_alert_ratio": run.max_alert_ratio,
+        "max_alerts_per_csm_week": run.max_alerts_per_csm_week,
     }
-    return (churn_config if model_name == "churn" else expansion_config)(**overrides)
+    try:
+        return (churn_config if model_name == "churn" else expansion_config)(**overrides)
+    except ValueError as exc:
+        raise dg.Failure(f"training run config: {exc}") from exc
 
 
-def _load_training_frame(con, model_name: str, run: TrainingConfig, horizon_days: int):
+def _load_training_frame(con):
     frame = con.execute("select * from marts.ml_features order by as_of_date, account_id").df()
     if frame.empty:
         raise dg.Failure("marts.ml_features is empty: build the marts before training.")
-    if run.label_source == "inactivity" and model_name == "churn":
-        daily = con.execute(
-            "select account_id, activity_date, (logins > 0 or active_users > 0) as is_active "
-            "from marts.fct_account_daily_engagement where is_data_landed"
-        ).df()
-        inactivity = InactivityConfig(inactive_days=run.inactive_days, horizon_days=horizon_days)
-        frame = inactivity_labels(frame, daily, inactivity.inactive_days, inactivity.horizon_days)
-    elif run.label_source not in {"outcomes", "inactivity"}:
-        raise dg.Failure(
-            f"label_source must be 'outcomes' or 'inactivity', not {run.label_source!r}"
-        )
     return frame
+
+
+def _today(con, frame):
+    """Today's scorable rows (the latest as-of date, not dormant) and each account's CSM."""
+    latest = frame["as_of_date"].max()
+    today = frame[frame["as_of_date"] == latest]
+    if "is_dormant" in today.columns:
+        today = today[~today["is_dormant"].fillna(False).astype(bool)]
+    owners = con.execute("select account_id, csm_email from marts.dim_accounts").df()
+    return today.reset_index(drop=True), owners
 
 
 def _model_asset(model_name: str) -> dg.AssetsDefinition:
@@ -107,8 +144,10 @@ def _model_asset(model_name: str) -> dg.AssetsDefinition:
         deps=[ML_FEATURES],
         group_name=GROUP,
         kinds={"lightgbm", "mlflow"},
-        description=f"Train, evaluate and register a new version of `{registered_name}`. "
-        "The champion alias moves only if the promotion check passes.",
+        description=f"Train `{registered_name}` on a date split, judge it against the baselines "
+        "and the champion on the test period (bootstrap intervals), shadow-score today's "
+        "accounts, and register a version with its model card. The champion alias moves only "
+        "if the promotion check passes.",
     )
     def _asset(
         context: dg.AssetExecutionContext,
@@ -118,20 +157,37 @@ def _model_asset(model_name: str) -> dg.AssetsDefinition:
         mlflow: MlflowResource,
     ) -> dg.MaterializeResult:
         from ml import registry
+        from ml.card import difference_table, metrics_table
+        from ml.features import outcome_dates
         from ml.feedback import feedback_slice_metrics
+        from ml.shadow import shadow_score
         from ml.train import train_model
 
         started = time.monotonic()
-        cfg = _train_config(model_name, config)
         with duckdb.get_connection() as con:
-            frame = _load_training_frame(con, model_name, config, cfg.horizon_days)
+            frame = _load_training_frame(con)
+            label_source = resolve_label_source(con, model_name, config.label_source)
+            events = outcome_dates(con, label_source)
             feedback = feedback_labels(con)
+            today, owners = _today(con, frame)
+        cfg = _train_config(model_name, config, label_source)
+        context.log.info(
+            f"Label {cfg.label} ({cfg.describe_label()}), population: "
+            f"{cfg.describe_population()}; {len(frame):,} rows."
+        )
+        champion = registry.load_champion(mlflow.tracking_uri, registered_name, missing_ok=True)
+        extra = {"champion": champion.model.predict_proba} if champion else {}
         try:
-            result = train_model(frame, cfg)
+            result = train_model(frame, cfg, events=events, extra_scorers=extra)
         except InsufficientLabelsError as exc:
             raise dg.Failure(str(exc)) from exc
-        champion = registry.evaluate_champion_on_holdout(
-            mlflow.tracking_uri, registered_name, result
+        except ValueError as exc:
+            raise dg.Failure(f"training failed: {exc}") from exc
+        champion_metrics: dict[str, float] = {}
+        if champion is not None:
+            champion_metrics["champion_version"] = float(champion.version)
+        shadow = shadow_score(
+            today, owners, result.model, champion.model if champion else None, cfg
         )
         # CSM feedback on risk alerts is an evaluation slice of the churn model (docs/kpis.md).
         slice_metrics = (
@@ -141,10 +197,11 @@ def _model_asset(model_name: str) -> dg.AssetsDefinition:
             result,
             mlflow.tracking_uri,
             paths.data / "mlflow-artifacts",
-            extra_metrics={**champion, **slice_metrics},
-            tags={"dagster_run_id": context.run_id, "label_source": config.label_source},
+            extra_metrics={**champion_metrics, **shadow.metrics(), **slice_metrics},
+            tags={"dagster_run_id": context.run_id},
         )
         m = result.metrics
+        p = cfg.primary_metric
         context.log.info(f"Features ({len(result.model.features)}): {result.model.features}")
         return dg.MaterializeResult(
             metadata={
@@ -153,33 +210,25 @@ def _model_asset(model_name: str) -> dg.AssetsDefinition:
                 "run_id": version.run_id,
                 "model_uri": version.model_uri,
                 "mlflow_ui": dg.MetadataValue.md(f"`{mlflow.ui_hint()}`"),
-                "features": dg.MetadataValue.json(result.model.features),
-                "rows": dg.MetadataValue.json(result.split.describe(cfg.label)),
-                "metrics_vs_baseline": dg.MetadataValue.md(_metrics_table(m, champion)),
-                "model_pr_auc": m["model_pr_auc"],
-                "baseline_pr_auc": m["baseline_pr_auc"],
+                "label": f"{cfg.label}: {cfg.describe_label()}",
+                "population": cfg.describe_population(),
+                "split": dg.MetadataValue.json(result.split.describe(cfg.label)),
+                "metrics_vs_baselines": dg.MetadataValue.md(metrics_table(result)),
+                "model_minus_others": dg.MetadataValue.md(difference_table(result)),
+                "best_baseline": result.best_baseline or "none",
+                f"model_{p}": m[f"model_{p}"],
+                f"best_baseline_{p}": m.get(f"best_baseline_{p}", float("nan")),
                 "model_roc_auc": m["model_roc_auc"],
+                "shadow_alerts_per_csm_week": dg.MetadataValue.md(shadow.table()),
+                "features": dg.MetadataValue.json(result.model.features),
+                "features_without_data": dg.MetadataValue.json(result.empty_features),
                 "feedback_slice": dg.MetadataValue.json(slice_metrics),
-                "lead_share_ge_30d": dg.MetadataValue.float(
-                    m.get(f"lead_share_ge_{cfg.lead_time_days}d", float("nan"))
-                ),
                 "best_iteration": result.best_iteration,
                 "seconds": round(time.monotonic() - started, 2),
             }
         )
 
     return _asset
-
-
-def _metrics_table(m: dict[str, float], champion: dict[str, float]) -> str:
-    names = ["roc_auc", "pr_auc", "brier", "precision_at_top", "recall_at_top", "lift_at_top"]
-    lines = ["| metric | model | baseline | champion |", "|---|---|---|---|"]
-    for n in names:
-        cells = [m.get(f"model_{n}"), m.get(f"baseline_{n}"), champion.get(f"champion_{n}")]
-        lines.append(
-            f"| {n} | " + " | ".join("—" if c is None else f"{c:.4f}" for c in cells) + " |"
-        )
-    return "\n".join(lines)
 
 
 def _promotion_check(model_name: str, asset: dg.AssetsDefinition) -> dg.AssetChecksDefinition:
@@ -189,8 +238,10 @@ def _promotion_check(model_name: str, asset: dg.AssetsDefinition) -> dg.AssetChe
         asset=asset,
         name="promote_if_better",
         blocking=True,
-        description="Move the champion alias to the new version only if it beats the current "
-        "champion and the heuristic baseline on the same holdout.",
+        description="Move the champion alias to the new version only if it beats the best "
+        "baseline and the champion on the same test period (bootstrap interval above the "
+        "margin), with enough positive accounts, and would not flood CSMs with alerts (shadow "
+        "scoring of today's accounts).",
     )
     def _check(context: dg.AssetCheckExecutionContext, mlflow: MlflowResource):
         from ml import registry
@@ -202,18 +253,28 @@ def _promotion_check(model_name: str, asset: dg.AssetsDefinition) -> dg.AssetChe
             )
         meta = event.asset_materialization.metadata
         version, run_id = meta["version"].value, meta["run_id"].value
+        metrics = registry.run_metrics(mlflow.tracking_uri, run_id)
+        tags = registry.run_tags(mlflow.tracking_uri, run_id)
+        primary = tags.get("primary_metric", "pr_auc")
         decision = registry.decide_promotion(
-            registry.run_metrics(mlflow.tracking_uri, run_id),
-            _train_config(model_name, TrainingConfig()),
+            metrics, registry.gate_config(metrics, primary), tags.get("best_baseline") or None
         )
         if decision.promote:
             registry.promote(mlflow.tracking_uri, registered_name, version)
+        checks = "\n".join(
+            f"- {'pass' if ok else '**fail**'}: {text}" for ok, text in decision.checks
+        )
+        shadow = meta.get("shadow_alerts_per_csm_week")
         return dg.AssetCheckResult(
             passed=decision.promote,
             severity=dg.AssetCheckSeverity.ERROR,
             description=decision.reason,
             metadata={
                 "reason": decision.reason,
+                "checks": dg.MetadataValue.md(checks),
+                "shadow_alerts_per_csm_week": shadow
+                if shadow is not None
+                else dg.MetadataValue.md("none"),
                 "candidate_version": version,
                 "champion_version": registry.champion_version(mlflow.tracking_uri, registered_name)
                 or "none",
@@ -357,13 +418,13 @@ def anomalies(
     description="ml.segments: KMeans engagement segments for the as-of date, named from centres.",
 )
 def segments(config: AsOfConfig, duckdb: DuckDBResource) -> dg.MaterializeResult:
-    from ml.score import load_scoring_frame
+    from ml.score import load_health_frame
 
     started = time.monotonic()
     with duckdb.get_connection() as con:
         as_of = resolve_as_of(con, config)
         try:
-            frame = load_scoring_frame(con, as_of)
+            frame = load_health_frame(con, as_of)
             result = segment_accounts(frame)
         except ValueError as exc:
             raise dg.Failure(str(exc)) from exc

@@ -1,4 +1,4 @@
-"""Fixtures for the ml tests: one synthetic grid and one trained churn model per session."""
+"""Fixtures for the ml tests: one synthetic grid (plumbing only) and one trained model."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def grid():
 
 @pytest.fixture(scope="session")
 def churn_cfg():
-    return churn_config(horizon_days=HORIZON)
+    return churn_config(horizon_days=HORIZON, bootstrap_samples=60)
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,10 @@
-"""Small synthetic feature frames with a planted, noisy churn and expansion signal."""
+"""Small synthetic feature frames for plumbing tests (Dagster wiring, registry, scoring).
+
+The churn signal is planted where the heuristic baselines do not look, so a model trained here
+"beats" them by construction: no test may take these frames as evidence of model quality. The
+model is judged on data we did not write (tests/ml/test_cdnow.py) and the evaluation's own
+properties are tested on label-free or shuffled data.
+"""
 
 from __future__ import annotations
 

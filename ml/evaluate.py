@@ -207,9 +207,14 @@ def compare(
 
 
 def alert_threshold(scores: np.ndarray, top_fraction: float) -> float:
-    """The score of the last row in the top `top_fraction` (chosen on validation, used on test)."""
-    n_top = max(1, int(round(len(scores) * top_fraction)))
-    return float(np.sort(np.asarray(scores, dtype="float64"))[::-1][n_top - 1])
+    """The lowest score whose rows (score >= it) are at most `top_fraction` of `scores` (chosen
+    on validation, used on test); when the highest score alone is shared by more rows, that
+    score. A tie never lets a coarse score (a 0/1 flag) alert everyone."""
+    s = np.asarray(scores, dtype="float64")
+    values, counts = np.unique(s[~np.isnan(s)], return_counts=True)
+    values, share = values[::-1], np.cumsum(counts[::-1]) / max(len(s), 1)
+    within = np.flatnonzero(share <= top_fraction + 1e-12)
+    return float(values[within[-1]] if len(within) else values[0])
 
 
 def lead_times(

@@ -256,6 +256,14 @@ def run_metrics(tracking_uri: str, run_id: str) -> dict[str, float]:
     return dict(_client(tracking_uri).get_run(run_id).data.metrics)
 
 
+def log_more_metrics(tracking_uri: str, run_id: str, metrics: dict[str, float]) -> None:
+    """Add metrics to a finished run (evaluation slices computed after registration)."""
+    client = _client(tracking_uri)
+    for key, value in metrics.items():
+        if value == value:  # NaN is not loggable
+            client.log_metric(run_id, key, float(value))
+
+
 def run_tags(tracking_uri: str, run_id: str) -> dict[str, str]:
     return dict(_client(tracking_uri).get_run(run_id).data.tags)
 

@@ -95,6 +95,11 @@ COMMANDS: dict[str, Command] = {
         "back up or restore the warehouse, Dagster and MLflow state; rebuild the marts from raw",
         "ea backup create --to /var/backups/engagement-alerts",
     ),
+    "evaluate": Command(
+        "orchestration.evaluate:main",
+        "churn model vs every baseline on CDNOW and the simulator (tables for docs/ml.md)",
+        "ea evaluate --docs docs/ml.md",
+    ),
     "bench": Command(
         "bench.run:main",
         "the benchmark: stages against the DuckDB and pandas references",

@@ -99,6 +99,8 @@ class SimConfig:
     compresslevel: int = 3
     # Scales every activity rate (events per active user), e.g. 0.5 for a lighter data set.
     activity_scale: float = 1.0
+    # Share of accounts that are product-led (self-serve, monthly, no contract or renewal date).
+    product_led_share: float = 0.3
 
     def __post_init__(self) -> None:
         if self.accounts < 1:
@@ -109,7 +111,13 @@ class SimConfig:
             raise ValueError(f"SimConfig.end ({self.end}) is before start ({self.start})")
         if not 1 <= self.compresslevel <= 9:
             raise ValueError("SimConfig.compresslevel must be between 1 and 9")
-        for name in ("no_consent_share", "opt_out_share", "new_account_rate", "activity_scale"):
+        for name in (
+            "no_consent_share",
+            "opt_out_share",
+            "new_account_rate",
+            "activity_scale",
+            "product_led_share",
+        ):
             value = getattr(self, name)
             if value < 0 or (name.endswith("share") and value > 1):
                 raise ValueError(f"SimConfig.{name} is out of range: {value}")

@@ -45,6 +45,11 @@ SEAT_MEDIAN = np.array([8.0, 30.0, 110.0])
 SEAT_SIGMA = np.array([0.45, 0.4, 0.5])
 SEAT_CLIP = ((3, 25), (10, 90), (40, 500))
 PRICE_PER_SEAT = np.array([360.0, 600.0, 900.0])
+# Contract terms: 1, 2 or 3 years; notice needed to leave at the end of a term.
+TERM_PROBS = np.array([0.7, 0.2, 0.1])
+NOTICE_DAYS = np.array([30, 60, 90])
+NOTICE_PROBS = np.array([0.4, 0.4, 0.2])
+AUTO_RENEW_SHARE = 0.6
 # Share of feature use that goes to premium features, by plan (others only trial them).
 PREMIUM_SHARE = np.array([0.02, 0.08, 0.35])
 
@@ -110,12 +115,15 @@ class Accounts:
         team: Team,
         rng: np.random.Generator,
         no_consent_share: float = 0.03,
+        product_led_share: float = 0.3,
     ) -> None:
         n = n_initial + n_new
         self.n = n
         self.ids = [f"a_{i:05d}" for i in range(n)]
         self.names, self.domains = self._names(n, rng)
         self.plan = rng.choice(3, size=n, p=PLAN_PROBS).astype(np.int8)
+        self.contract = rng.random(n) >= product_led_share
+        self.plan[~self.contract & (self.plan == 2)] = 1  # self-serve: starter or growth
         raw_seats = np.exp(
             np.log(SEAT_MEDIAN[self.plan]) + SEAT_SIGMA[self.plan] * rng.normal(size=n)
         )
@@ -139,18 +147,36 @@ class Accounts:
             else start + dt.timedelta(days=int(self.join_day[i]))
             for i in range(n)
         ]
+        # Contracts: most accounts sign 1-, 2- or 3-year terms (some renew automatically unless
+        # notice is given in time); the rest are product-led self-serve accounts with no
+        # contract and a monthly bill, which leave by cancelling or simply by going quiet.
+        self.term_years = np.where(self.contract, rng.choice([1, 2, 3], size=n, p=TERM_PROBS), 0)
+        self.auto_renew = self.contract & (rng.random(n) < AUTO_RENEW_SHARE)
+        self.notice_days = np.where(
+            self.contract, rng.choice(NOTICE_DAYS, size=n, p=NOTICE_PROBS), 0
+        ).astype(np.int64)
         self.renewal_day = np.array(
             [
                 (
-                    _next_anniversary(
-                        self.contract_start[i], start + dt.timedelta(days=int(self.join_day[i]) + 1)
+                    next_term_end(
+                        self.contract_start[i],
+                        int(self.term_years[i]),
+                        start + dt.timedelta(days=int(self.join_day[i]) + 1),
                     )
                     - start
                 ).days
+                if self.contract[i]
+                else -1
                 for i in range(n)
             ],
             dtype=np.int64,
         )
+        # The day the renewal is decided: before the notice deadline, 0-4 weeks early.
+        self.decide_day = np.where(
+            self.contract,
+            self.renewal_day - self.notice_days - rng.integers(0, 29, size=n),
+            -1,
+        ).astype(np.int64)
         # Books of uneven size: Dirichlet weights per CSM.
         weights = rng.dirichlet(np.full(len(team.csm_name), 8.0))
         self.csm = rng.choice(len(team.csm_name), size=n, p=weights)
@@ -177,6 +203,12 @@ class Accounts:
         self.plan_decided = np.full(n, -1, dtype=np.int64)
         self.plan_reason = [""] * n
         self.plan_at_renewal = np.zeros(n, dtype=bool)
+        # Disengagement: the day the account started fading (-1 = not fading) and why; a quiet
+        # account has stopped using the portal without cancelling anything.
+        self.fade_start = np.full(n, -1, dtype=np.int64)
+        self.fade_reason = [""] * n
+        self.quiet = np.zeros(n, dtype=bool)
+        self.quiet_day = np.full(n, -1, dtype=np.int64)
         self.admin_user = np.full(n, -1, dtype=np.int64)
         self.admin_replace_day = np.full(n, -1, dtype=np.int64)
         self.champion_left_day = np.full(n, -(1 << 30), dtype=np.int64)
@@ -216,16 +248,21 @@ class Accounts:
         self.feature_w[i] = np.concatenate([std * (1 - share), prem * share])
 
 
-def _next_anniversary(contract_start: dt.date, on_or_after: dt.date) -> dt.date:
-    year = on_or_after.year
+def add_years(day: dt.date, years: int) -> dt.date:
+    try:
+        return day.replace(year=day.year + years)
+    except ValueError:  # 29 February
+        return dt.date(day.year + years, 2, 28)
+
+
+def next_term_end(contract_start: dt.date, term_years: int, on_or_after: dt.date) -> dt.date:
+    """The first end of a term (contract start + k terms) on or after a day."""
+    k = 1
     while True:
-        try:
-            cand = contract_start.replace(year=year)
-        except ValueError:  # 29 February
-            cand = dt.date(year, 2, 28)
+        cand = add_years(contract_start, k * term_years)
         if cand >= on_or_after:
             return cand
-        year += 1
+        k += 1
 
 
 class Users:
@@ -311,3 +348,115 @@ class Users:
             )
         self.n += m
         return idx
+
+
+# ------------------------------------------------------------------------- who uses the portal
+# These take the running simulation (simulator.engine.Simulation): its accounts, users, the
+# calendar (date, next_snapshot) and config.
+
+EXPANDING = 2  # decisions.EXPANDED (the outcome index), repeated here to avoid a cycle
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def initial_users(sim, i: int, rng: np.random.Generator) -> None:
+    """An account that exists at the start: 45-80 % of its seats in use, its champion first."""
+    acc = sim.acc
+    util = np.clip(0.45 + 0.35 * _sigmoid(acc.h[i]) + rng.normal(0, 0.1), 0.25, 1.0)
+    m = max(2, int(round(acc.seats[i] * util)))
+    roles = np.where(rng.random(m) < 0.22, 1, 2).astype(np.int8)
+    roles[0] = 0
+    age = (sim.cfg.start - acc.contract_start[i]).days
+    created = -rng.integers(0, max(1, age), size=m)
+    created[0] = -age  # the champion set the account up
+    idx = sim.users.add(acc, i, roles, created, created, rng)
+    acc.admin_user[i] = idx[0]
+
+
+def new_customers(sim, t: int, rng: np.random.Generator) -> None:
+    """Customers signing today (Mondays, so the day's snapshot lists them and their users)."""
+    acc, users = sim.acc, sim.users
+    for i in np.flatnonzero((acc.status == 0) & (acc.join_day == t)):
+        acc.status[i] = 1
+        acc.h[i] += 0.5  # onboarding enthusiasm
+        m = max(2, int(round(acc.seats[i] * 0.25)))
+        roles = np.where(rng.random(m) < 0.3, 1, 2).astype(np.int8)
+        roles[0] = 0
+        days = np.full(m, t)
+        acc.admin_user[i] = users.add(acc, i, roles, days, days, rng)[0]
+
+
+def champion_departures(
+    sim, t: int, active: np.ndarray, live: np.ndarray, rng: np.random.Generator
+) -> None:
+    """The admin leaves (about 1/800 a day, twice that when unhealthy); health drops; a
+    successor is named 10-60 days later.
+    """
+    acc, users, n = sim.acc, sim.users, sim.acc.n
+    leave_p = (1 / 800) * (1 + (acc.h < -0.5))
+    cand = active & (acc.admin_user >= 0) & (rng.random(n) < leave_p)
+    for i in np.flatnonzero(cand):
+        u = acc.admin_user[i]
+        users.deact_day[u] = t
+        users.deact_sec[u] = rng.integers(8 * 3600, 19 * 3600)
+        acc.admin_user[i] = -1
+        acc.admin_replace_day[i] = t + int(rng.integers(10, 60))
+        acc.champion_left_day[i] = t
+        acc.champion_left_dates[i].append(sim.date(t))
+        acc.h[i] -= rng.uniform(0.6, 1.2)
+        acc.mu_shock[i] -= 0.7
+    for i in np.flatnonzero(active & (acc.admin_replace_day == t)):
+        promote_admin(sim, i, t, live, rng)
+
+
+def promote_admin(sim, i: int, t: int, live: np.ndarray, rng: np.random.Generator) -> None:
+    acc, users = sim.acc, sim.users
+    # `live` was computed before today's new users were added; they cannot be promoted yet.
+    mine = np.flatnonzero(live & (users.acct[: len(live)] == i))
+    if len(mine):
+        roles = users.role[mine]
+        pool = mine[roles == 1] if (roles == 1).any() else mine
+        u = int(pool[rng.integers(len(pool))])
+        users.role[u] = 0
+    else:
+        s = sim.next_snapshot(t)
+        u = int(users.add(acc, i, np.array([0], np.int8), np.array([t]), np.array([s]), rng)[0])
+    acc.admin_user[i] = u
+    acc.admin_replace_day[i] = -1
+    acc.h[i] += 0.3
+
+
+def user_turnover(
+    sim,
+    t: int,
+    active: np.ndarray,
+    live: np.ndarray,
+    eng: np.ndarray,
+    util: np.ndarray,
+    n_live: np.ndarray,
+    rng: np.random.Generator,
+) -> None:
+    """Ordinary users leave (more often in unhealthy accounts) and join (toward a target
+    utilisation that rises with health and while an expansion is being planned).
+    """
+    acc, users = sim.acc, sim.users
+    n_users = len(live)  # a successor created just now cannot quit today
+    ua = users.acct[:n_users]
+    quit_p = (1 / 900) * (1 + 1.5 * (1 - eng[ua]))
+    quit = live & (users.role[:n_users] != 0) & (rng.random(n_users) < quit_p)
+    qi = np.flatnonzero(quit)
+    users.deact_day[qi] = t
+    users.deact_sec[qi] = rng.integers(8 * 3600, 19 * 3600, size=len(qi))
+    target = acc.seats * (0.5 + 0.4 * eng + 0.35 * (acc.plan_kind == EXPANDING))
+    lam = np.where(
+        active & ~acc.quiet, np.maximum(0.0, target - n_live) * 0.012 + 0.0015 * acc.seats * eng, 0
+    )
+    lam = np.where(util > 1.12, 0.0, lam)
+    joins = rng.poisson(lam)
+    start_on = sim.next_snapshot(t)
+    for i in np.flatnonzero(joins):
+        m = int(joins[i])
+        roles = np.where(rng.random(m) < 0.2, 1, 2).astype(np.int8)
+        users.add(acc, i, roles, np.full(m, t), np.full(m, start_on), rng)

@@ -97,7 +97,7 @@ def resolve_label_source(con, model_name: str, requested: str) -> str:
     return "outcomes" if churned[0][0] else "inactivity"
 
 
-def _train_config(model_name: str, run: TrainingConfig, label_source: str) -> TrainConfig:
+def train_config(model_name: str, run: TrainingConfig, label_source: str) -> TrainConfig:
     horizons = dbt_label_horizons()
     overrides: dict[str, object] = {
         "label_source": label_source,
@@ -119,14 +119,14 @@ def _train_config(model_name: str, run: TrainingConfig, label_source: str) -> Tr
         raise dg.Failure(f"training run config: {exc}") from exc
 
 
-def _load_training_frame(con):
+def load_training_frame(con):
     frame = con.execute("select * from marts.ml_features order by as_of_date, account_id").df()
     if frame.empty:
         raise dg.Failure("marts.ml_features is empty: build the marts before training.")
     return frame
 
 
-def _today(con, frame):
+def today_frame(con, frame):
     """Today's scorable rows (the latest as-of date, not dormant) and each account's CSM."""
     latest = frame["as_of_date"].max()
     today = frame[frame["as_of_date"] == latest]
@@ -160,46 +160,41 @@ def _model_asset(model_name: str) -> dg.AssetsDefinition:
         from ml.card import difference_table, metrics_table
         from ml.features import outcome_dates
         from ml.feedback import feedback_slice_metrics
-        from ml.shadow import shadow_score
-        from ml.train import train_model
+        from ml.pipeline import train_candidate
 
         started = time.monotonic()
         with duckdb.get_connection() as con:
-            frame = _load_training_frame(con)
+            frame = load_training_frame(con)
             label_source = resolve_label_source(con, model_name, config.label_source)
             events = outcome_dates(con, label_source)
             feedback = feedback_labels(con)
-            today, owners = _today(con, frame)
-        cfg = _train_config(model_name, config, label_source)
+            today, owners = today_frame(con, frame)
+        cfg = train_config(model_name, config, label_source)
         context.log.info(
             f"Label {cfg.label} ({cfg.describe_label()}), population: "
             f"{cfg.describe_population()}; {len(frame):,} rows."
         )
-        champion = registry.load_champion(mlflow.tracking_uri, registered_name, missing_ok=True)
-        extra = {"champion": champion.model.predict_proba} if champion else {}
         try:
-            result = train_model(frame, cfg, events=events, extra_scorers=extra)
+            candidate = train_candidate(
+                frame,
+                events,
+                today,
+                owners,
+                cfg,
+                mlflow.tracking_uri,
+                paths.data / "mlflow-artifacts",
+                tags={"dagster_run_id": context.run_id},
+            )
         except InsufficientLabelsError as exc:
             raise dg.Failure(str(exc)) from exc
         except ValueError as exc:
             raise dg.Failure(f"training failed: {exc}") from exc
-        champion_metrics: dict[str, float] = {}
-        if champion is not None:
-            champion_metrics["champion_version"] = float(champion.version)
-        shadow = shadow_score(
-            today, owners, result.model, champion.model if champion else None, cfg
-        )
+        result, shadow, version = candidate.result, candidate.shadow, candidate.version
         # CSM feedback on risk alerts is an evaluation slice of the churn model (docs/kpis.md).
         slice_metrics = (
             feedback_slice_metrics(result.model, frame, feedback) if model_name == "churn" else {}
         )
-        version = registry.log_and_register(
-            result,
-            mlflow.tracking_uri,
-            paths.data / "mlflow-artifacts",
-            extra_metrics={**champion_metrics, **shadow.metrics(), **slice_metrics},
-            tags={"dagster_run_id": context.run_id},
-        )
+        registry.log_more_metrics(mlflow.tracking_uri, version.run_id, slice_metrics)
         m = result.metrics
         p = cfg.primary_metric
         context.log.info(f"Features ({len(result.model.features)}): {result.model.features}")
@@ -245,6 +240,7 @@ def _promotion_check(model_name: str, asset: dg.AssetsDefinition) -> dg.AssetChe
     )
     def _check(context: dg.AssetCheckExecutionContext, mlflow: MlflowResource):
         from ml import registry
+        from ml.pipeline import decide_from_run
 
         event = context.instance.get_latest_materialization_event(asset.key)
         if event is None or event.asset_materialization is None:
@@ -253,12 +249,7 @@ def _promotion_check(model_name: str, asset: dg.AssetsDefinition) -> dg.AssetChe
             )
         meta = event.asset_materialization.metadata
         version, run_id = meta["version"].value, meta["run_id"].value
-        metrics = registry.run_metrics(mlflow.tracking_uri, run_id)
-        tags = registry.run_tags(mlflow.tracking_uri, run_id)
-        primary = tags.get("primary_metric", "pr_auc")
-        decision = registry.decide_promotion(
-            metrics, registry.gate_config(metrics, primary), tags.get("best_baseline") or None
-        )
+        decision = decide_from_run(mlflow.tracking_uri, run_id)
         if decision.promote:
             registry.promote(mlflow.tracking_uri, registered_name, version)
         checks = "\n".join(

@@ -84,9 +84,9 @@ def test_ml_definitions_load_with_the_shared_resources():
     # Without run config the embargo follows the label windows marts.ml_features is built with.
     horizons = ml_defs.dbt_label_horizons()
     assert all(isinstance(h, int) and h > 0 for h in horizons.values())
-    cfg = ml_defs._train_config("expansion", ml_defs.TrainingConfig(), "expansion")
+    cfg = ml_defs.train_config("expansion", ml_defs.TrainingConfig(), "expansion")
     assert (cfg.label, cfg.horizon_days) == ("label_expand", horizons["expansion"])
-    cfg = ml_defs._train_config("churn", ml_defs.TrainingConfig(), "inactivity")
+    cfg = ml_defs.train_config("churn", ml_defs.TrainingConfig(), "inactivity")
     assert (cfg.label, cfg.horizon_days) == ("label_inactive", horizons["inactivity"])
 
 

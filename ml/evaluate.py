@@ -209,7 +209,8 @@ def compare(
 def alert_threshold(scores: np.ndarray, top_fraction: float) -> float:
     """The lowest score whose rows (score >= it) are at most `top_fraction` of `scores` (chosen
     on validation, used on test); when the highest score alone is shared by more rows, that
-    score. A tie never lets a coarse score (a 0/1 flag) alert everyone."""
+    score. A tie never lets a coarse score (a 0/1 flag) alert everyone.
+    """
     s = np.asarray(scores, dtype="float64")
     values, counts = np.unique(s[~np.isnan(s)], return_counts=True)
     values, share = values[::-1], np.cumsum(counts[::-1]) / max(len(s), 1)

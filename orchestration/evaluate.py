@@ -117,9 +117,7 @@ def evaluate_simulator(root: Path, accounts: int, seed: int) -> str:
     say(f"  {summary.events_written:,} events, outcomes {summary.outcomes}")
     instance = dg.DagsterInstance.ephemeral()
     demo = Demo(defs, instance, log_path=data / "evaluate_runs.log")
-    days = sorted(
-        dt.date.fromisoformat(p.name) for p in (data / "landing").iterdir() if p.is_dir()
-    )
+    days = sorted(dt.date.fromisoformat(p.name) for p in (data / "landing").iterdir() if p.is_dir())
     demo.ingest(days)
     _build_marts(instance, data)
     candidate, decision = _train(data, "simulator")

@@ -15,6 +15,12 @@ import sys
 import time
 from pathlib import Path
 
+# The demo's few hundred accounts have fewer churns in a test period than a real book: the gate
+# asks for 8 positive accounts instead of 20 (docs/ml.md); everything else is as shipped.
+DEMO_TRAINING = {
+    f"ml__{model}_model": {"config": {"min_positive_accounts": 8}}
+    for model in ("churn", "expansion")
+}
 DEFAULT_START = dt.date(2024, 10, 1)
 DEFAULT_END = dt.date(2025, 10, 31)
 
@@ -89,25 +95,34 @@ class Demo:
         # dbt's own progress lines (hundreds per run) go here, so the console keeps the story.
         self.log_path = log_path
 
-    def run(self, job_name: str, label: str = "", **kwargs):
-        """Run the job in-process; exits with the failed steps' errors; returns the result."""
+    def run(
+        self, job_name: str, label: str = "", tolerate: str = "", ops: dict | None = None, **kwargs
+    ):
+        """Run the job in-process; exits with the failed steps' errors (steps whose key ends in
+        `tolerate` may fail: a refused promotion keeps the champion); returns the result.
+        """
         job = self.defs.resolve_job_def(job_name)
         started = time.perf_counter()
-        quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+        config = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+        if ops:
+            config["ops"] = ops
         with contextlib.ExitStack() as stack:
             if self.log_path is not None:
                 log = stack.enter_context(self.log_path.open("a", encoding="utf-8"))
                 stack.enter_context(contextlib.redirect_stdout(log))
             result = job.execute_in_process(
-                run_config=quiet, instance=self.instance, raise_on_error=False, **kwargs
+                run_config=config, instance=self.instance, raise_on_error=False, **kwargs
             )
         seconds = time.perf_counter() - started
-        if not result.success:
-            failures = [
-                f"{e.step_key}: {e.event_specific_data.error.message.strip()[:800]}"
-                for e in result.all_events
-                if e.is_step_failure and e.event_specific_data and e.event_specific_data.error
-            ]
+        failures = [
+            f"{e.step_key}: {e.event_specific_data.error.message.strip()[:800]}"
+            for e in result.all_events
+            if e.is_step_failure
+            and e.event_specific_data
+            and e.event_specific_data.error
+            and not (tolerate and e.step_key.endswith(tolerate))
+        ]
+        if failures or (not result.success and not tolerate):
             raise SystemExit(f"{job_name} failed after {seconds:.0f}s:\n" + "\n".join(failures))
         say(f"  {label or job_name} ok in {seconds:.1f}s (run {result.run_id[:8]})")
         return result
@@ -272,7 +287,11 @@ def main(argv: list[str] | None = None) -> int:
     demo.ingest(landed)
 
     say("3/5 building marts, training both models, scoring, alerting, delivering")
-    result = demo.run("full_pipeline_job")
+    result = demo.run("full_pipeline_job", tolerate="promote_if_better", ops=DEMO_TRAINING)
+    for check in result.get_asset_check_evaluations():
+        if check.check_name == "promote_if_better":
+            model = check.asset_key.path[-1]
+            say(f"  {model}: {check.metadata['reason'].value}")
     say(f"  critical alerts: {critical_summary(result)}")
     # Anything owed outside a run would make the sensor request one; after the run, nothing is.
     say(f"  critical alert sensor: {demo.tick('critical_alert_sensor')}")

@@ -89,3 +89,56 @@ def built(tmp_path_factory) -> tuple[World, dg.ExecuteInProcessResult]:
     result = materialize(world, rawdata.END)
     assert result.success
     return world, result
+
+
+# A world of silences (docs/ml.md): a_001 is silent on days 30-49 and back on day 50; a_004 is
+# silent from day 46 to the end; a_102 is a twin of a_002 (same users, same events) through day
+# TWIN_UNTIL and silent after it. Built with a 14-day dormancy period and population look-back.
+DORMANT_AFTER = 14
+A1_SILENT = (30, 49)
+A4_LAST = 45
+TWIN_UNTIL = 40
+
+
+def day_number(n: int) -> dt.date:
+    return rawdata.START + dt.timedelta(days=n)
+
+
+@pytest.fixture(scope="session")
+def silent_world(tmp_path_factory) -> World:
+    world = make_world(tmp_path_factory.mktemp("silences"))
+    world.load_raw()
+    with duckdb.connect(str(world.db)) as con:
+        con.execute(
+            "delete from raw.events where (account_id = 'a_001' and event_date between ? and ?) "
+            "or (account_id = 'a_004' and event_date > ?)",
+            [day_number(A1_SILENT[0]), day_number(A1_SILENT[1]), day_number(A4_LAST)],
+        )
+        con.execute(
+            "insert into raw.events select 'twin-' || message_id, 'a_102', "
+            "replace(user_id, 'u_002_', 'u_102_'), * exclude (message_id, account_id, user_id) "
+            "from raw.events where account_id = 'a_002' and event_date <= ?",
+            [day_number(TWIN_UNTIL)],
+        )
+        con.execute(
+            "insert into raw.users select replace(user_id, 'u_002_', 'u_102_'), 'a_102', "
+            "* exclude (user_id, account_id) from raw.users where account_id = 'a_002'"
+        )
+        con.execute(
+            "insert into raw.accounts select 'a_102', account_name || ' twin', "
+            "* exclude (account_id, account_name) from raw.accounts where account_id = 'a_002'"
+        )
+    marts = marts_module()
+    with pytest.MonkeyPatch.context() as mp:
+        plain = marts.dbt_vars
+        mp.setattr(
+            marts,
+            "dbt_vars",
+            lambda *a, **k: {
+                **plain(*a, **k),
+                "dormant_after_days": DORMANT_AFTER,
+                "active_lookback_days": DORMANT_AFTER,
+            },
+        )
+        assert materialize(world, rawdata.END).success
+    return world

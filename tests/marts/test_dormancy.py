@@ -2,42 +2,15 @@
 
 import datetime as dt
 
-import duckdb
 import pytest
 
-from tests.marts import rawdata
-from tests.marts.conftest import make_world, marts_module, materialize
-
-DORMANT_AFTER = 14
-# a_001 is silent on days 30-49 and back on day 50; a_004 is silent from day 46 to the end.
-A1_SILENT = (30, 49)
-A4_LAST = 45
+from tests.marts.conftest import A1_SILENT, A4_LAST, DORMANT_AFTER, TWIN_UNTIL
+from tests.marts.conftest import day_number as day
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    world = make_world(tmp_path_factory.mktemp("dormancy"))
-    world.load_raw()
-    with duckdb.connect(str(world.db)) as con:
-        con.execute(
-            "delete from raw.events where (account_id = 'a_001' and event_date between ? and ?) "
-            "or (account_id = 'a_004' and event_date > ?)",
-            [day(A1_SILENT[0]), day(A1_SILENT[1]), day(A4_LAST)],
-        )
-    marts = marts_module()
-    with pytest.MonkeyPatch.context() as mp:
-        plain = marts.dbt_vars
-        mp.setattr(
-            marts,
-            "dbt_vars",
-            lambda *a, **k: {**plain(*a, **k), "dormant_after_days": DORMANT_AFTER},
-        )
-        assert materialize(world, rawdata.END).success
-    return world
-
-
-def day(n: int) -> dt.date:
-    return rawdata.START + dt.timedelta(days=n)
+def world(silent_world):
+    return silent_world
 
 
 def test_a_silence_of_the_dormancy_period_is_one_episode_with_its_real_start(world):
@@ -63,6 +36,14 @@ def test_a_silence_of_the_dormancy_period_is_one_episode_with_its_real_start(wor
             None,
             True,
         ),
+        (
+            "a_102",
+            day(TWIN_UNTIL),
+            day(TWIN_UNTIL + 1),
+            day(TWIN_UNTIL + DORMANT_AFTER),
+            None,
+            True,
+        ),
     ]
 
 
@@ -85,7 +66,7 @@ def test_dormant_days_are_flagged_in_account_health_and_end_when_the_account_is_
     # No other account is ever dormant: quiet days that are not the whole period do not count.
     assert world.query(
         "select distinct account_id from marts.account_health where is_dormant order by 1"
-    ) == [("a_001",), ("a_004",)]
+    ) == [("a_001",), ("a_004",), ("a_102",)]
 
 
 def test_dim_accounts_says_which_accounts_are_dormant_on_the_as_of_date(world):
@@ -96,4 +77,5 @@ def test_dim_accounts_says_which_accounts_are_dormant_on_the_as_of_date(world):
     assert rows == [
         ("a_001", False, None),
         ("a_004", True, day(A4_LAST + DORMANT_AFTER)),
+        ("a_102", True, day(TWIN_UNTIL + DORMANT_AFTER)),
     ]

@@ -6,72 +6,36 @@ Two twin accounts share every event up to day K; after K one goes silent. Built 
 every feature and label must be equal wherever the label window ends before K.
 """
 
-import datetime as dt
-
-import duckdb
 import pandas as pd
 import pytest
 
 from tests.marts import rawdata
-from tests.marts.conftest import make_world, marts_module, materialize
+from tests.marts.conftest import DORMANT_AFTER, TWIN_UNTIL
+from tests.marts.conftest import day_number as day
 
-WINDOW = 14
-K = 40  # the twins are identical through day K; after it the twin is silent
-
-
-def day(n: int) -> dt.date:
-    return rawdata.START + dt.timedelta(days=n)
+WINDOW = DORMANT_AFTER
+K = TWIN_UNTIL  # a_002 and its twin a_102 are identical through day K; after it a_102 is silent
 
 
 @pytest.fixture(scope="module")
-def frame(tmp_path_factory) -> pd.DataFrame:
-    world = make_world(tmp_path_factory.mktemp("ml_labels"))
-    world.load_raw()
-    with duckdb.connect(str(world.db)) as con:
-        con.execute(
-            "insert into raw.events select 'twin-' || message_id, 'a_101', "
-            "replace(user_id, 'u_001_', 'u_101_'), * exclude (message_id, account_id, user_id) "
-            "from raw.events where account_id = 'a_001' and event_date <= ?",
-            [day(K)],
-        )
-        con.execute(
-            "insert into raw.users select replace(user_id, 'u_001_', 'u_101_'), 'a_101', "
-            "* exclude (user_id, account_id) from raw.users where account_id = 'a_001'"
-        )
-        con.execute(
-            "insert into raw.accounts select 'a_101', account_name || ' twin', "
-            "* exclude (account_id, account_name) from raw.accounts where account_id = 'a_001'"
-        )
-    marts = marts_module()
-    with pytest.MonkeyPatch.context() as mp:
-        plain = marts.dbt_vars
-        mp.setattr(
-            marts,
-            "dbt_vars",
-            lambda *a, **k: {
-                **plain(*a, **k),
-                "dormant_after_days": WINDOW,
-                "active_lookback_days": WINDOW,
-            },
-        )
-        assert materialize(world, rawdata.END).success
-    return world.frame(
-        "select * from marts.ml_features where account_id in ('a_001', 'a_101') "
+def frame(silent_world) -> pd.DataFrame:
+    return silent_world.frame(
+        "select * from marts.ml_features where account_id in ('a_002', 'a_102') "
         "order by account_id, as_of_date"
     )
 
 
 def test_no_row_is_kept_or_dropped_because_of_its_future(frame):
     dates = frame.groupby("account_id")["as_of_date"].apply(list)
-    assert dates["a_001"] == dates["a_101"]  # the silence removes no row, before or after
-    twin = frame[frame["account_id"] == "a_101"].set_index("as_of_date")
+    assert dates["a_002"] == dates["a_102"]  # the silence removes no row, before or after
+    twin = frame[frame["account_id"] == "a_102"].set_index("as_of_date")
     late = twin[pd.to_datetime(twin.index) > pd.Timestamp(day(K + WINDOW))]
     assert not late.empty and not late["is_in_population"].any()  # present, flagged
 
 
 def test_features_and_labels_are_equal_until_the_label_window_reaches_the_difference(frame):
-    a = frame[frame["account_id"] == "a_001"].set_index("as_of_date").drop(columns="account_id")
-    b = frame[frame["account_id"] == "a_101"].set_index("as_of_date").drop(columns="account_id")
+    a = frame[frame["account_id"] == "a_002"].set_index("as_of_date").drop(columns="account_id")
+    b = frame[frame["account_id"] == "a_102"].set_index("as_of_date").drop(columns="account_id")
     as_of = pd.to_datetime(a.index)
     # Features look back only: equal through day K.
     features = [c for c in a.columns if not c.startswith(("label_", "is_"))]

@@ -23,9 +23,7 @@ def publish_analyst_db(
     `refresh`: the tables this run can have changed (None: all).
     """
     with duckdb.get_connection() as con:
-        result = publish_analyst_database(
-            con, paths.analyst, f"run {context.run_id[:8]}", refresh
-        )
+        result = publish_analyst_database(con, paths.analyst, f"run {context.run_id[:8]}", refresh)
     context.log.info(f"analyst database published: {result.as_metadata()}")
     return {**result.as_metadata(), "table_rows": dg.MetadataValue.json(result.rows)}
 

@@ -2,7 +2,8 @@
 notice, downgrades, expansions, premium trials, and the outcome rows on the effective date.
 
 Churn is not a calendar event: an account first fades (its latent health drifts down for weeks
-or months, or it recovers), and only then decides. A contract decides before its notice
+or months, or it recovers), and only then decides; once it has decided to leave, its usage winds
+down until the effective date. A contract decides before its notice
 deadline, weeks ahead of the renewal (fading accounts mostly leave, auto-renewing ones stay more
 often); a contract that fades badly may also terminate mid-term with its notice period; a
 product-led account with no contract cancels at its next monthly bill or just goes quiet. Budget
@@ -97,6 +98,8 @@ def decide(sim, t: int, eng: np.ndarray, util: np.ndarray, rng: np.random.Genera
     fading = acc.fade_start >= 0
     faded_for = np.where(fading, t - acc.fade_start, 0)
     u = rng.random((6, n))
+    # Once a customer has decided to leave it winds down: usage falls away until the date.
+    wind_down = rng.uniform(0.03, 0.07, size=n)
     p_exp = sigmoid(-1.9 + 0.8 * x + 3.0 * (util - 0.8) + 2.0 * (acc.premium_interest - 0.3))
     p_con = sigmoid(-2.6 - 1.0 * x + 2.0 * (0.6 - util))
 
@@ -113,6 +116,7 @@ def decide(sim, t: int, eng: np.ndarray, util: np.ndarray, rng: np.random.Genera
         if u[0, i] < p_churn[i]:
             reason = acc.fade_reason[i] or ("low_engagement" if x[i] < -0.3 else "competitor")
             _plan(sim, i, CHURN, day, t, True, reason)
+            acc.drift[i] = -wind_down[i]
         elif u[1, i] < SURPRISE_CHURN:
             reason = "budget_cut" if u[2, i] < 0.7 else "acquired"
             _plan(sim, i, CHURN, day, t, True, reason)
@@ -130,6 +134,7 @@ def decide(sim, t: int, eng: np.ndarray, util: np.ndarray, rng: np.random.Genera
     p_term = np.where(faded_for >= 28, MID_TERM_TERMINATION * sigmoid(-1.5 - x), 0.0)
     for i in np.flatnonzero(far & (u[4] < p_term)):
         _plan(sim, i, CHURN, t + int(acc.notice_days[i]), t, False, acc.fade_reason[i])
+        acc.drift[i] = -wind_down[i]
     p_down = 0.0004 * sigmoid(-x + 3.0 * (0.5 - util))
     for i in np.flatnonzero(far & ~fading & (u[5] < p_down)):
         _plan(sim, i, CONTRACTED, t + int(rng.integers(14, 45)), t, False, "fewer_users")
@@ -139,6 +144,7 @@ def decide(sim, t: int, eng: np.ndarray, util: np.ndarray, rng: np.random.Genera
     for i in np.flatnonzero(self_serve & (u[4] < SELF_SERVE_DECISION)):
         if u[5, i] < SELF_SERVE_CANCEL_SHARE:
             _plan(sim, i, CHURN, _next_bill(sim, i, t), t, False, acc.fade_reason[i])
+            acc.drift[i] = -wind_down[i]
         else:
             acc.quiet[i] = True
             acc.quiet_day[i] = t

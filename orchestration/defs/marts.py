@@ -243,8 +243,7 @@ def _warehouse_state(con) -> tuple[dt.date | None, dt.date | None, int]:
     accounts the events hold).
     """
     first = con.execute(
-        "select min(landing_date) from raw.landed_partitions "
-        "where source in ('events', 'history')"
+        "select min(landing_date) from raw.landed_partitions where source in ('events', 'history')"
     ).fetchone()[0]
     exists = table_exists(con, "marts", "account_health")
     latest = (

@@ -197,3 +197,62 @@ def test_champion_departures_show_in_the_user_snapshots(clean):
         ]
         checked += len(gone) == 1
     assert expected >= 1 and checked == expected
+
+
+def test_churn_is_not_a_calendar_event(clean):
+    """Contracts decide before their notice deadline; mid-term terminations and product-led
+    cancellations happen at any time of the contract year."""
+    accounts = {r["account_id"]: r for r in _csv(clean.truth / "accounts.csv")}
+    churns = [r for r in _csv(clean.truth / "outcomes.csv") if r["outcome"] == "churned"]
+    assert churns
+    off_calendar = [r for r in churns if r["at_renewal"] == "false"]
+    assert 0.2 <= len(off_calendar) / len(churns) <= 0.8
+    for row in churns:
+        decided = dt.date.fromisoformat(row["decided_date"])
+        effective = dt.date.fromisoformat(row["effective_date"])
+        notice = accounts[row["account_id"]]["notice_days"]
+        if row["contract"] != "product_led":
+            assert (effective - decided).days >= int(notice)  # the notice period is honoured
+
+
+def test_engagement_fades_before_the_churn_decision(clean, daily):
+    per_account, _ = daily
+    faded = [
+        r
+        for r in _csv(clean.truth / "outcomes.csv")
+        if r["outcome"] == "churned" and r["fading_since"]
+    ]
+    earlier, before = [], []
+    for row in faded:
+        start = dt.date.fromisoformat(row["fading_since"])
+        effective = dt.date.fromisoformat(row["effective_date"])
+        if start - dt.timedelta(days=28) < clean.cfg.start:
+            continue
+        earlier.append(sum(per_account[row["account_id"], start - dt.timedelta(days=k)]
+                           for k in range(1, 29)))  # fmt: skip
+        before.append(sum(per_account[row["account_id"], effective - dt.timedelta(days=k)]
+                          for k in range(1, 29)))  # fmt: skip
+        assert dt.date.fromisoformat(row["decided_date"]) >= start
+    assert len(earlier) >= 3
+    assert mean(before) < 0.7 * mean(earlier)
+
+
+def test_product_led_accounts_have_no_renewal_and_quiet_ones_just_stop(clean, daily):
+    per_account, _ = daily
+    accounts = _csv(clean.truth / "accounts.csv")
+    first = _snapshots(clean)[clean.cfg.start]
+    for row in accounts:
+        if row["account_id"] in first and row["contract"] == "product_led":
+            assert first[row["account_id"]]["renewal_date"] == ""
+    outcomes = {r["account_id"] for r in _csv(clean.truth / "outcomes.csv")}
+    quiet = _csv(clean.truth / "quiet_accounts.csv")
+    assert quiet
+    for row in quiet:
+        since = dt.date.fromisoformat(row["quiet_since"])
+        later = [n for (a, d), n in per_account.items() if a == row["account_id"] and d > since]
+        assert sum(later) == 0  # silence, and no cancellation or any other outcome after it
+        assert row["account_id"] not in outcomes or all(
+            dt.date.fromisoformat(r["effective_date"]) <= since
+            for r in _csv(clean.truth / "outcomes.csv")
+            if r["account_id"] == row["account_id"]
+        )

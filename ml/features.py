@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from warehouse.catalog import table_exists
+
 KEYS = ("account_id", "as_of_date")
 # Never features: identifiers, labels, and the hand-built health score (it is derived from the
 # same features and would hide which raw signal drives the model).
@@ -71,11 +73,7 @@ def outcome_dates(con, label_source: str) -> pd.DataFrame | None:
             "select account_id, effective_date as event_date from staging.stg_raw__outcomes "
             f"where outcome = '{outcome}'"
         )
-    exists = con.execute(
-        "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
-        [schema, table],
-    ).fetchall()[0][0]
-    if not exists:
+    if not table_exists(con, schema, table):
         return None
     frame = con.execute(sql).df()
     frame["event_date"] = pd.to_datetime(frame["event_date"])

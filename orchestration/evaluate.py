@@ -197,7 +197,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="ea evaluate",
         description=__doc__.splitlines()[0],
-        epilog="example: ea evaluate --docs docs/ml.md   (about 15 minutes on 2 cores)",
+        epilog="examples:\n"
+        "  ea evaluate --docs docs/ml.md      # both datasets, tables into docs/ml.md (~20 min)\n"
+        "  ea evaluate --dataset cdnow        # print the CDNOW section only",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--dataset", choices=["all", "cdnow", "simulator"], default="all")
     parser.add_argument("--workdir", type=Path, default=Path("data") / "evaluate")

@@ -103,6 +103,7 @@ def test_the_gate_refuses_a_model_that_would_flood_csms_with_the_reason_in_the_c
     check = world["training"].get_asset_check_evaluations()[0]
     assert not check.passed
     reason = check.metadata["reason"].value
+    assert reason.startswith("kept the champion")  # the reason lists only the failed checks
     # No CRM means no CSM: every alert lands on one unassigned owner, far above the limit.
     assert "alerts per CSM per week" in reason and "no champion; limit 15" in reason
     assert "**fail**" in check.metadata["checks"].value

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 import sys
 from pathlib import Path
 
@@ -94,20 +93,28 @@ def all_text(path: Path) -> str:
         con.close()
 
 
+# What a user id (`u_...`) or an email address looks like inside any text.
+ID_OR_ADDRESS = r"u_[A-Za-z0-9_]+|[A-Za-z0-9_.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+"
+
+
 def where_named(path: Path, names: list[str], views: bool = False) -> list[str]:
-    """`schema.table.column: name` for each text column (of views too, with `views`) holding
-    any of `names` anywhere in a value: one linear regular-expression pass per column."""
-    pattern = "|".join(re.escape(n) for n in names)
+    """`schema.table.column: name` for each text column (of views too, with `views`) in which
+    any of `names` (user ids, emails) stands in a value: every id- or address-shaped token of the
+    column is matched against the names in DuckDB (one pass, one hash join per column)."""
     con = duckdb.connect(str(path), read_only=True)
     try:
         found = []
         for schema, table, column in _text_columns(con, views):
             rows = con.execute(
-                f'select "{column}"::varchar from "{schema}"."{table}" '
-                f'where regexp_matches("{column}"::varchar, ?) limit 5',
-                [pattern],
+                f"""
+                select distinct token from (
+                    select unnest(regexp_extract_all("{column}"::varchar, ?)) as token
+                    from "{schema}"."{table}")
+                where token in (select unnest(?)) order by 1 limit 5
+                """,
+                [ID_OR_ADDRESS, names],
             ).fetchall()
-            found += [f"{schema}.{table}.{column}: {n}" for (v,) in rows for n in names if n in v]
+            found += [f"{schema}.{table}.{column}: {token}" for (token,) in rows]
         return found
     finally:
         con.close()

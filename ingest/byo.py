@@ -306,7 +306,9 @@ def _csv_options(mapping: ByoMapping) -> str:
     )
     return (
         f"delim = {_lit(mapping.delimiter)}, header = {str(mapping.header).lower()}{names}, "
-        "all_varchar = true, null_padding = true, parallel = false, "
+        # RFC 4180 quoting, never sniffed: a stray apostrophe in one line must not be taken for
+        # the quote character and join the lines after it.
+        "quote = '\"', escape = '\"', all_varchar = true, null_padding = true, parallel = false, "
         f"buffer_size = {READ_BUFFER_BYTES}"
     )
 

@@ -275,6 +275,9 @@ def test_a_stray_double_quote_joins_lines_into_one_quarantined_row_that_keeps_th
 
 @SLOW_LOADS
 @example(rows=[("a1,u1,login,2025-03-04T09:00:00Z,", None)] * 2 + [("ab,',1", "*")])
+# Found by the long run: with the quote character sniffed, lone apostrophes were taken for quotes
+# and the good rows between them vanished into one quarantined row.
+@example(rows=[("a1,u1,login,2025-03-04T09:00:00Z,", None), ("'", "*")] * 2)
 @given(rows=exports())
 def test_every_history_row_is_loaded_quarantined_or_merged_as_documented(rows):
     _check_export(rows)

@@ -279,6 +279,9 @@ def production(postgres, tmp_path_factory):
         # Two more landing-sensor intervals after the restart: nothing is launched again.
         time.sleep(12)
         facts["runs"] = [r for r in world.runs() if r.create_timestamp.timestamp() >= t0 - 1]
+        facts["failures"] = _failures(world.instance(), facts["runs"])
+        if facts["failures"]:
+            say("run failures:\n" + facts["failures"])
         facts["status_text"] = subprocess.run(
             [sys.executable, "-m", "orchestration.cli", "status"], cwd=REPO, text=True,
             capture_output=True, timeout=300,
@@ -343,7 +346,7 @@ def test_a_killed_daemon_is_restarted_and_no_run_is_lost_or_doubled(production):
     # to lose), and the restarted daemon did not launch the day again.
     assert production["run_status_at_kill"] == "STARTED"
     (run,) = production["runs"]
-    assert run.dagster_run.status.value == "SUCCESS"
+    assert run.dagster_run.status.value == "SUCCESS", production["failures"]
     world = production["world"]
     assert _partition_days(run) == {p.name for p in world.landing.iterdir()}
     assert len(production["world"].critical_emails(production["target"]["account_name"])) == 1
@@ -359,6 +362,22 @@ def test_serve_stops_every_service_and_its_children(production):
     for name, pid in ((n, s["pid"]) for n, s in production["state_at_start"]["services"].items()):
         assert not group_alive(pid), f"{name}'s process group {pid} is still running"
     assert group_alive(production["killed_pid"]) is False
+
+
+def _failures(instance, records) -> str:
+    """Each failed step or run of these runs with its error, for an assertion message."""
+    from dagster import DagsterEventType
+
+    out = []
+    for record in records:
+        for entry in instance.all_logs(record.dagster_run.run_id):
+            event = entry.dagster_event
+            if event and event.event_type in (
+                DagsterEventType.STEP_FAILURE, DagsterEventType.RUN_FAILURE
+            ):
+                step = event.step_key or "run"
+                out.append(f"{step}: {entry.message}\n{event.event_specific_data}")
+    return "\n".join(out)
 
 
 def _ea(world: World, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:

@@ -41,6 +41,7 @@
     ('days_since_last_csm_email', 'had_email', 'emails'),
     ('days_since_admin_activity', 'had_admin', 'roles'),
 ] %}
+{#- `{}` stands for the date; `replace`, not `format`: Spark's datediff repeats its argument. #}
 {%- set day_number = "cast(" ~ dbt.datediff("cast('2000-01-01' as date)", '{}', 'day') ~ " as integer)" %}
 
 with
@@ -102,7 +103,7 @@ grid as (
 
     select
         health.*,
-        {{ day_number.format('health.as_of_date') }} as day_number
+        {{ day_number.replace('{}', 'health.as_of_date') }} as day_number
     from health
     cross join run_date
     left join churns
@@ -153,7 +154,7 @@ activity as (
 
     select
         account_days.account_id,
-        {{ day_number.format('account_days.activity_date') }} as day_number,
+        {{ day_number.replace('{}', 'account_days.activity_date') }} as day_number,
         0 as is_grid,
         1 as is_active,
         account_days.events,
@@ -237,8 +238,8 @@ user_runs as (
     select
         account_id,
         user_id,
-        {{ day_number.format('activity_date') }} as day_number,
-        lag({{ day_number.format('activity_date') }}) over (
+        {{ day_number.replace('{}', 'activity_date') }} as day_number,
+        lag({{ day_number.replace('{}', 'activity_date') }}) over (
             partition by account_id, user_id order by activity_date asc nulls last
         ) as previous_day_number
     from user_days
@@ -291,7 +292,7 @@ starts as (
 
     select
         account_id,
-        {{ day_number.format('min(contract_start_date)') }} as start_day_number
+        {{ day_number.replace('{}', 'min(contract_start_date)') }} as start_day_number
     from account_versions
     group by account_id
 

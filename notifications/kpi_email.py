@@ -66,7 +66,10 @@ def chart_png(weeks: list[dict[str, Any]]) -> bytes:
 
     labels = [w["week_start"].strftime("%d %b") for w in weeks]
     fig, ax = plt.subplots(figsize=(5.6, 2.2), dpi=100)
-    ax.bar(labels, [w["alerts_raised"] for w in weeks], color=PALETTE["brand"], alpha=0.85)
+    raised = [w["alerts_raised"] for w in weeks]
+    # An unknown count draws no bar (NaN), never a zero one.
+    ax.bar(labels, [r if r is not None else float("nan") for r in raised],
+           color=PALETTE["brand"], alpha=0.85)  # fmt: skip
     ax.set_ylabel("alerts", fontsize=8)
     ax.tick_params(labelsize=7)
     for side in ("top", "right"):

@@ -61,3 +61,13 @@ def test_missing_kpi_templates_say_what_to_copy(outcome_marts, tmp_path):
     with pytest.raises(FileNotFoundError, match="kpi.html.j2 not found .* copy them"):
         build_kpi_emails(con, WEEK, old, ContentConfig(), NOW)
     con.close()
+
+
+def test_the_chart_draws_a_week_with_unknown_counts_as_a_gap():
+    from notifications.kpi_email import chart_png
+
+    weeks = [
+        {"week_start": WEEK - dt.timedelta(days=7), "alerts_raised": None, "risk_precision": None},
+        {"week_start": WEEK, "alerts_raised": 3, "risk_precision": 0.5},
+    ]
+    assert chart_png(weeks)[:8] == b"\x89PNG\r\n\x1a\n"

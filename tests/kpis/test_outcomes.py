@@ -83,6 +83,20 @@ def test_zero_missed_critical_check_flags_the_week_with_an_undelivered_critical(
     assert weeks["2025-03-10"] is False  # al_crit_missed has no sent critical mail
 
 
+def test_a_week_with_a_missed_condition_and_no_alert_counts_zero_alerts_not_unknown(con):
+    row = _row(
+        con,
+        "select alerts_raised, critical_alerts, critical_missed, risk_precision "
+        "from kpis.kpi_alerts_weekly where dimension = 'severity' "
+        "and dimension_value = 'critical' and week_start = '2025-03-03'",
+    )
+    # A2's renewal risk held and no critical alert was raised that week: none raised is a known
+    # zero (the weekly chart drew it as a crash before); precision of nothing stays unknown.
+    assert row["critical_missed"] > 0
+    assert (row["alerts_raised"], row["critical_alerts"]) == (0, 0)
+    assert row["risk_precision"] is None
+
+
 def test_precision_false_alarms_and_expansion_revenue(con):
     overall = _row(
         con,

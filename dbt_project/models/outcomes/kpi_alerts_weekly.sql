@@ -2,6 +2,13 @@
     Alert KPIs per week of raising, sliced five ways: overall, by rule, alert type, severity,
     CSM and team (manager). Each KPI is defined here once; descriptions in _outcomes.yml.
 -#}
+{#- Counts of alerts: a week known only from the reconciliation (conditions held, no alert was
+    raised) raised zero alerts, which is known, not unknown. Medians and sums stay NULL. #}
+{%- set alert_counts = [
+    'alerts_raised', 'csms', 'accounts_alerted', 'holdout_alerts', 'risk_alerts_judged',
+    'risk_true_positives', 'risk_false_alarms', 'critical_alerts', 'critical_not_delivered',
+    'critical_held_out', 'sla_met', 'sla_decided', 'acknowledged', 'snoozed_or_not_useful',
+] %}
 
 with
 
@@ -111,7 +118,10 @@ joined as (
         coalesce(a.week_start, r.week_start) as week_start,
         coalesce(a.dimension, r.dimension) as dimension,
         coalesce(a.dimension_value, r.dimension_value) as dimension_value,
-        a.* except (week_start, dimension, dimension_value),
+        a.* except (week_start, dimension, dimension_value, {{ alert_counts | join(', ') }}),
+        {%- for column in alert_counts %}
+        coalesce(a.{{ column }}, 0) as {{ column }},
+        {%- endfor %}
         coalesce(r.critical_condition_days, 0) as critical_condition_days,
         coalesce(r.critical_missed, 0) as critical_missed,
         coalesce(r.critical_exempt_days, 0) as critical_exempt_days
@@ -130,7 +140,7 @@ final as (
         *,
         risk_true_positives / nullif(cast(risk_alerts_judged as double), 0) as risk_precision,
         risk_false_alarms / nullif(cast(risk_alerts_judged as double), 0) as false_alarm_rate,
-        coalesce(critical_not_delivered, 0) = 0 and critical_missed = 0
+        critical_not_delivered = 0 and critical_missed = 0
             as is_every_critical_delivered,
         sla_met / nullif(cast(sla_decided as double), 0) as sla_attainment,
         alerts_raised / nullif(cast(csms as double), 0) as alerts_per_csm,

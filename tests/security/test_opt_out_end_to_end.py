@@ -13,6 +13,7 @@ import datetime as dt
 import gzip
 import json
 import shutil
+import sys
 
 import dagster as dg
 import duckdb
@@ -29,6 +30,27 @@ pytestmark = pytest.mark.slow
 # A world in which both models find enough labels to train (the demo's period, fewer accounts).
 WORLD = {"accounts": 250, "start": dt.date(2024, 10, 1), "end": dt.date(2025, 10, 31), "seed": 7}
 ADMIN = "cs-director@example.com"  # an admin in config/routing.yml: sees every alert
+
+
+def _fresh_definitions(monkeypatch):
+    """The definitions built under this test's environment.
+
+    The delivery resources take SMTP, chat and CRM settings from the environment when the
+    definitions are imported (a set variable becomes a dg.EnvVar, an unset one the demo default),
+    so an import by an earlier test in the same process would send this test's mail to the demo
+    relay. The modules are imported afresh; monkeypatch puts the earlier ones back afterwards.
+    """
+    import importlib
+
+    names = [m for m in sys.modules if m == "orchestration.definitions"
+             or m.startswith("orchestration.defs")]  # fmt: skip
+    for name in names:  # the package attributes come back too
+        parent, _, child = name.rpartition(".")
+        if hasattr(sys.modules[parent], child):
+            monkeypatch.setattr(sys.modules[parent], child, getattr(sys.modules[parent], child))
+    for name in names:
+        monkeypatch.delitem(sys.modules, name)
+    return importlib.import_module("orchestration.definitions").defs
 
 
 def _opted_out(landing) -> tuple[set[str], set[str]]:
@@ -137,8 +159,7 @@ def test_opted_out_users_appear_nowhere(ea_env, tmp_path, monkeypatch):
     }.items():
         monkeypatch.setenv(key, value)
     try:
-        from orchestration.definitions import defs
-
+        defs = _fresh_definitions(monkeypatch)
         instance = dg.DagsterInstance.get()
         demo = Demo(defs, instance)
         demo.ingest(sorted(dt.date.fromisoformat(p.name) for p in landing.iterdir()))

@@ -121,7 +121,7 @@ def test_stop_terminates_each_group_and_kills_what_ignores_sigterm(tmp_path):
             Service("polite", [PY, "-c", PARENT, str(child_of_parent)]),
             Service("stubborn", [PY, "-c", STUBBORN, str(child_of_stubborn)]),
         ],
-        grace=1.5,
+        grace=5,  # a polite service exits well within it, even on a loaded machine
     )
     sup.start()
     pids = [_wait_file(child_of_parent), _wait_file(child_of_stubborn)]
@@ -131,7 +131,7 @@ def test_stop_terminates_each_group_and_kills_what_ignores_sigterm(tmp_path):
     took = time.time() - started
     assert all(not pid_alive(p) for p in pids + groups)
     assert all(not group_alive(g) for g in groups)
-    assert 1.4 < took < 10
+    assert 4.9 < took < 20  # it waited for the stubborn one, then killed it
     assert "killed: stubborn" in " ".join(lines)
     assert "polite" not in " ".join(line for line in lines if "killed" in line)
 

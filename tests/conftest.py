@@ -32,6 +32,8 @@ def ea_env(tmp_path, monkeypatch) -> dict[str, Path]:
         "EA_LANDING_DIR": landing,
         "EA_CONFIG_DIR": REPO / "config",
         "DUCKDB_DATABASE": data / "warehouse.duckdb",
+        # `make test` exports the repository's own analyst path; runs here publish in the world.
+        "EA_ANALYST_DATABASE": data / "analyst.duckdb",
         "DAGSTER_HOME": home,
     }
     for key, value in env.items():

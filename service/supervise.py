@@ -59,30 +59,38 @@ def _now_iso(at: float | None = None) -> str:
     return stamp.isoformat(timespec="seconds")
 
 
-def group_alive(pgid: int) -> bool:
-    """Whether a process group has a member that is not a zombie (an exited child whose new
-    parent has not reaped it yet still counts for killpg, but runs nothing).
+def group_members(pgid: int) -> list[str]:
+    """The running members of a process group, as "pid (command)"; zombies (exited children
+    whose new parent has not reaped them yet) still count for killpg but run nothing, so they
+    are left out.
     """
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
-        return False
+        return []
     except PermissionError:
-        return True
+        return [f"group {pgid} (not ours to inspect)"]
     proc = Path("/proc")
     if not proc.is_dir():
-        return True
+        return [f"group {pgid}"]
+    members = []
     for entry in proc.iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            command, _, rest = (entry / "stat").read_text().rpartition(")")
+            fields = rest.split()
         except (OSError, IndexError):
             continue
         # After the command: state, ppid, pgrp.
         if len(fields) > 2 and int(fields[2]) == pgid and fields[0] != "Z":
-            return True
-    return False
+            members.append(f"{entry.name} ({command.partition('(')[2]})")
+    return members
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether a process group has a member that is not a zombie."""
+    return bool(group_members(pgid))
 
 
 def pid_alive(pid: int) -> bool:
@@ -317,7 +325,11 @@ class Supervisor:
             if not any(group_alive(pgid) for pgid in groups):
                 break
             time.sleep(0.1)
-        killed = [name for pgid, name in groups.items() if group_alive(pgid)]
+        killed = [
+            f"{name} [{', '.join(members)}]"
+            for pgid, name in groups.items()
+            if (members := group_members(pgid))
+        ]
         for pgid in groups:
             try:
                 os.killpg(pgid, signal.SIGKILL)

@@ -114,26 +114,40 @@ def test_readiness_is_probed_after_each_start(tmp_path):
 
 
 def test_stop_terminates_each_group_and_kills_what_ignores_sigterm(tmp_path):
+    # Started, as `ea serve` is, from a process that ignores SIGTERM and SIGINT: a shell's
+    # background job ignores SIGINT, and Dagster's interrupt handling copies SIGINT's handler
+    # onto SIGTERM after an in-process run. An ignored signal stays ignored in the children,
+    # so without the supervisor's own handlers the polite service would ignore SIGTERM too.
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    for sig in saved:
+        signal.signal(sig, signal.SIG_IGN)
     child_of_parent, child_of_stubborn = tmp_path / "a.pid", tmp_path / "b.pid"
-    sup, lines = _supervisor(
-        tmp_path,
-        [
-            Service("polite", [PY, "-c", PARENT, str(child_of_parent)]),
-            Service("stubborn", [PY, "-c", STUBBORN, str(child_of_stubborn)]),
-        ],
-        grace=5,  # a polite service exits well within it, even on a loaded machine
-    )
-    sup.start()
-    pids = [_wait_file(child_of_parent), _wait_file(child_of_stubborn)]
-    groups = [r.proc.pid for r in sup.running]
-    started = time.time()
-    sup.stop_all()
-    took = time.time() - started
+    try:
+        sup, lines = _supervisor(
+            tmp_path,
+            [
+                Service("polite", [PY, "-c", PARENT, str(child_of_parent)]),
+                Service("stubborn", [PY, "-c", STUBBORN, str(child_of_stubborn)]),
+            ],
+            grace=5,  # a polite service exits well within it, even on a loaded machine
+        )
+        sup.install_signal_handlers()
+        sup.start()
+        pids = [_wait_file(child_of_parent), _wait_file(child_of_stubborn)]
+        groups = [r.proc.pid for r in sup.running]
+        started = time.time()
+        sup.stop_all()
+        took = time.time() - started
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
     assert all(not pid_alive(p) for p in pids + groups)
     assert all(not group_alive(g) for g in groups)
     assert 4.9 < took < 20  # it waited for the stubborn one, then killed it
-    assert "killed: stubborn" in " ".join(lines)
-    assert "polite" not in " ".join(line for line in lines if "killed" in line)
+    killed = " ".join(line for line in lines if "killed" in line)
+    assert "killed: stubborn [" in killed and "polite" not in killed
+    # The processes that had to be killed are named: the stubborn service and its child.
+    assert str(pids[1]) in killed and str(groups[1]) in killed
 
 
 def test_a_killed_service_is_restarted_and_its_leftovers_stopped_at_the_end(tmp_path):

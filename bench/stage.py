@@ -307,6 +307,12 @@ def spark(args) -> dict:
     a full refresh of every model on each engine, timed as separate dbt processes."""
     import duckdb
 
+    from orchestration.defs.marts import (
+        build_window,
+        dbt_build_args,
+        dbt_vars,
+        load_health_config,
+    )
     from orchestration.engine import export_raw_to_parquet
 
     work = Path(os.environ["EA_DATA_DIR"]) / "spark_bench"
@@ -314,8 +320,17 @@ def spark(args) -> dict:
     started = time.perf_counter()
     with duckdb.connect(os.environ["DUCKDB_DATABASE"]) as con:
         counts = export_raw_to_parquet(con, work / "spark" / "raw")
+        first, last, accounts = con.execute(
+            "select min(landing_date), max(landing_date), "
+            "(select approx_count_distinct(account_id) from raw.events) "
+            "from raw.landed_partitions where source in ('events', 'history')"
+        ).fetchall()[0]
     export_s = time.perf_counter() - started
-    build = ["build", *SPARK_SELECTION, "--full-refresh"]
+    # A full refresh exactly as the marts asset runs one (its window, batch size and vars), so
+    # both engines build what the pipeline builds; without them dbt's default is a day batch.
+    window = build_window(last, first, None, full_refresh=True, accounts=int(accounts or 0))
+    health = load_health_config(Path(os.environ["EA_CONFIG_DIR"]))
+    build = [*dbt_build_args(window, dbt_vars(last, window, first, health)), *SPARK_SELECTION]
     duck_s = _dbt("duckdb", work, build)
     spark_s = _dbt("spark", work, build)
     return {
@@ -324,6 +339,7 @@ def spark(args) -> dict:
         "dbt_duckdb_seconds": round(duck_s, 2),
         "dbt_spark_seconds": round(spark_s, 2),
         "spark_vs_duckdb": round(spark_s / duck_s, 2),
+        "batch_size": window.batch_size,
         "spark_driver_memory": os.environ.get("EA_SPARK_DRIVER_MEMORY", "1g"),
     }
 

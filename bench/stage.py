@@ -307,11 +307,13 @@ def spark(args) -> dict:
     a full refresh of every model on each engine, timed as separate dbt processes."""
     import duckdb
 
+    from orchestration.asof import resolve_as_of
     from orchestration.defs.marts import (
         build_window,
         dbt_build_args,
         dbt_vars,
         load_health_config,
+        warehouse_state,
     )
     from orchestration.engine import export_raw_to_parquet
 
@@ -320,17 +322,15 @@ def spark(args) -> dict:
     started = time.perf_counter()
     with duckdb.connect(os.environ["DUCKDB_DATABASE"]) as con:
         counts = export_raw_to_parquet(con, work / "spark" / "raw")
-        first, last, accounts = con.execute(
-            "select min(landing_date), max(landing_date), "
-            "(select approx_count_distinct(account_id) from raw.events) "
-            "from raw.landed_partitions where source in ('events', 'history')"
-        ).fetchall()[0]
+        # What the marts asset reads before a build: the as-of date and the landed history.
+        as_of = resolve_as_of(con)
+        first, _, accounts = warehouse_state(con)
     export_s = time.perf_counter() - started
     # A full refresh exactly as the marts asset runs one (its window, batch size and vars), so
     # both engines build what the pipeline builds; without them dbt's default is a day batch.
-    window = build_window(last, first, None, full_refresh=True, accounts=int(accounts or 0))
+    window = build_window(as_of, first, None, full_refresh=True, accounts=accounts)
     health = load_health_config(Path(os.environ["EA_CONFIG_DIR"]))
-    build = [*dbt_build_args(window, dbt_vars(last, window, first, health)), *SPARK_SELECTION]
+    build = [*dbt_build_args(window, dbt_vars(as_of, window, first, health)), *SPARK_SELECTION]
     duck_s = _dbt("duckdb", work, build)
     spark_s = _dbt("spark", work, build)
     return {

@@ -238,7 +238,7 @@ def load_health_config(config_dir: Path) -> dict[str, Any]:
     return loaded
 
 
-def _warehouse_state(con) -> tuple[dt.date | None, dt.date | None, int]:
+def warehouse_state(con) -> tuple[dt.date | None, dt.date | None, int]:
     """(first landed events day, last as_of_date in marts.account_health, about how many
     accounts the events hold).
     """
@@ -333,7 +333,7 @@ def marts_dbt(
     # Read what we need and close the connection: dbt needs DuckDB's single writer lock.
     with duckdb.get_connection() as con:
         as_of = resolve_as_of(con, config)
-        first_landed, latest_built, accounts = _warehouse_state(con)
+        first_landed, latest_built, accounts = warehouse_state(con)
     if first_landed is None:
         raise dg.Failure("raw.landed_partitions has no events day: run the ingestion assets first.")
     window = build_window(as_of, first_landed, latest_built, config.full_refresh, accounts)

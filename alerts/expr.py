@@ -8,6 +8,7 @@ a fixed column catalogue and every literal becomes a `?` parameter.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 
@@ -553,8 +554,12 @@ def _strength(n: Node) -> int:
         return _NOT if n.op == "not" else _NEG
     if isinstance(n, Between | InList | IsNull):
         return _COMPARE
-    if isinstance(n, Literal) and not isinstance(n.value, bool | str) and n.value < 0:
-        return _NEG  # written with its minus sign
+    if (
+        isinstance(n, Literal)
+        and not isinstance(n.value, bool | str)
+        and math.copysign(1.0, n.value) < 0
+    ):
+        return _NEG  # written with its minus sign (-0.0 too)
     return _ATOM
 
 

@@ -345,6 +345,14 @@ def test_compiled_conditions_agree_with_a_reference_evaluator(con, cond, rows):
     _check_typed(con, cond, rows)
 
 
+def test_a_negated_negative_zero_is_quoted_so_it_compiles_again(con):
+    # Found by the test above: -0.0 is written with its sign, so the explanation must keep the
+    # parentheses of `-(-0.0)` (without them the quote read `--0.0`, a comment, and failed).
+    rows = [{"seats": 0, "ratio": None, "plan": None, "is_data_complete": None,
+             "renewal_date": None}]  # fmt: skip
+    _check_typed(con, ("seats = -(-0.0)", lambda r: r["seats"] == 0.0), rows)
+
+
 @pytest.mark.slow
 @LONG
 @given(cond=condition, rows=rows_strategy)

@@ -163,13 +163,39 @@ def _sample(con, columns: str, table: str, key: str, dates: Sequence[dt.date], p
     """
     return con.execute(
         f"""
-        select {columns} from raw.{table}
-        where list_contains($dates, landing_date)
+        with {_hash_cut(table)}
+        select {columns} from raw.{table} join cut using (landing_date)
+        where list_contains($dates, landing_date) and hash({key}) <= cut.max_hash
         qualify row_number() over (partition by landing_date order by hash({key}), {key})
                 <= $per_day
         """,
         {"dates": list(dates), "per_day": per_day},
     ).df()
+
+
+# How many times a day's share of rows the hash cut lets through before the exact per-day order.
+_CUT_MARGIN = 4
+
+
+def _hash_cut(table: str, keep: str = "true") -> str:
+    """A `cut` CTE: per landing day, the largest key hash a sampled row can have.
+
+    The sample is a day's `per_day` rows of smallest key hash. Ordering every row of a backfill
+    by hash costs seconds per million; instead only rows whose hash lies in the lowest
+    `_CUT_MARGIN * per_day / rows` part of the hash range are ordered (a day with at most
+    `per_day` rows is taken whole). The rows of smallest hash are among them unless fewer than
+    `per_day` rows pass, which for a few hundred rows expected is vanishingly unlikely; the
+    sample is then smaller, never biased.
+    """
+    return f"""cut as (
+            select landing_date,
+                   case when count(*) <= $per_day then 18446744073709551615::ubigint
+                        else least(1.0, {_CUT_MARGIN} * $per_day / count(*))
+                             * 18446744073709551615.0
+                   end as max_hash
+            from raw.{table} where list_contains($dates, landing_date) and ({keep})
+            group by landing_date
+        )"""
 
 
 def _keys(
@@ -180,37 +206,53 @@ def _keys(
     Every stored copy of a key that is duplicated (within the given days, or for events anywhere
     in the table) is included, so GX sees every duplicate; the unique keys are sampled per day.
     """
-    scope = "true" if across_all_days else "list_contains($dates, landing_date)"
-    return con.execute(
-        f"""
-        with mine as (
-            select distinct {key} as k from raw.{table} where list_contains($dates, landing_date)
-        ),
-        dup as (
-            -- Only the keys of these days are counted, so a daily run does not group the
-            -- whole table.
-            select {key} as k from raw.{table}
-            where {scope} and {key} in (select k from mine)
-            group by all having count(*) > 1
-        ),
-        copies as (
-            select {key} as k from raw.{table}
-            where {scope} and {key} in (select k from dup) limit $max_dup
-        ),
-        uniques as (
-            select {key} as k from raw.{table}
-            where list_contains($dates, landing_date) and {key} not in (select k from dup)
-            qualify row_number() over (partition by landing_date order by hash({key}), {key})
-                    <= $per_day
-        )
-        select k as key from copies union all select k from uniques
-        """,
-        {
-            "dates": list(dates),
-            "per_day": per_day,
-            "max_dup": MAX_DUPLICATE_ROWS,
-        },
-    ).df()
+    params = {"dates": list(dates)}
+    in_days = "list_contains($dates, landing_date)"
+    if not across_all_days:
+        # Counted within the days.
+        dup = f"select {key} as k from raw.{table} where {in_days} group by all having count(*) > 1"
+    else:
+        rows_in_days, rows = con.execute(
+            f"select count(*) filter (where {in_days}), count(*) from raw.{table}", params
+        ).fetchone()
+        if rows_in_days * 4 >= rows:
+            # A backfill: one aggregate over the table, keeping the keys these days hold.
+            dup = (
+                f"select {key} as k from raw.{table} group by all "
+                f"having count(*) > 1 and bool_or({in_days})"
+            )
+        else:
+            # A daily run: only the keys of these days are counted, not the whole table grouped.
+            dup = (
+                f"select {key} as k from raw.{table} where {key} in "
+                f"(select {key} from raw.{table} where {in_days}) "
+                "group by all having count(*) > 1"
+            )
+    con.execute(f"create or replace temp table _quality_dup as {dup}", params)
+    (duplicated,) = con.execute("select count(*) from _quality_dup").fetchone()
+    # A check's usual case is no duplicate at all: then no row needs comparing with the list.
+    not_dup = f"{key} not in (select k from _quality_dup)" if duplicated else "true"
+    scope = "true" if across_all_days else in_days
+    try:
+        return con.execute(
+            f"""
+            with copies as (
+                select {key} as k from raw.{table}
+                where {scope} and {key} in (select k from _quality_dup) limit $max_dup
+            ),
+            {_hash_cut(table, not_dup)},
+            uniques as (
+                select {key} as k from raw.{table} join cut using (landing_date)
+                where {in_days} and {not_dup} and hash({key}) <= cut.max_hash
+                qualify row_number() over (partition by landing_date order by hash({key}), {key})
+                        <= $per_day
+            )
+            select k as key from copies union all select k from uniques
+            """,
+            {**params, "per_day": per_day, "max_dup": MAX_DUPLICATE_ROWS},
+        ).df()
+    finally:
+        con.execute("drop table if exists _quality_dup")
 
 
 def _scoped(

@@ -188,10 +188,11 @@ def _read_csv(con, files: list[tuple[Path, str, dt.date]], source: CsvSource) ->
     con.execute(
         """
         create temp table _csv as
-        select n.landing_date, n.source_file,
-               f._k - min(f._k) over (partition by f._path) + 2 as source_line,
+        with firsts as (select _path, min(_k) as k0 from _csv_file group by _path)
+        -- A hash join with each file's first number: cheaper than a window per file.
+        select n.landing_date, n.source_file, f._k - firsts.k0 + 2 as source_line,
                f.* exclude (_k, _path)
-        from _csv_file f join _csv_names n on n.path = f._path
+        from _csv_file f join firsts using (_path) join _csv_names n on n.path = f._path
         """
     )
     expected = {c.name for c in source.columns}
@@ -306,16 +307,26 @@ def _quarantine_rejects(con, source: CsvSource) -> list[tuple[dt.date, int]]:
     return con.execute("select landing_date, count(*) from _csv_rejected group by all").fetchall()
 
 
+def _t(col: Col) -> str:
+    """The name of a column's typed value inside `_csv_class`."""
+    return _q("_t_" + col.name)
+
+
 def _classify_and_insert(con, source: CsvSource, extra: list[str]) -> None:
     cols = source.columns
     clean = ", ".join(f"nullif(trim({_q(c.name)}), '') as {_q(c.name)}" for c in cols)
+    # The row as read, kept aside under other names so the record of a quarantined row is built
+    # from them (for those rows only, not for every row of a snapshot).
+    kept = ", ".join(f"{_q(c.name)} as {_q('_raw_' + c.name)}" for c in cols)
+    raw_record = (
+        "concat_ws(',', " + ", ".join(f"coalesce({_q('_raw_' + c.name)}, '')" for c in cols) + ")"
+    )
     extras = " or ".join(f"{_q(e)} is not null" for e in extra) or "false"
-    raw_record = "concat_ws(',', " + ", ".join(f"coalesce({_q(c.name)}, '')" for c in cols) + ")"
     missing = [
         f"case when {_q(c.name)} is null then {_lit(c.name)} end" for c in cols if c.required
     ]
     bad_type = [
-        f"case when {_q(c.name)} is not null and {_typed(c)} is null then {_lit(c.name)} end"
+        f"case when {_q(c.name)} is not null and {_t(c)} is null then {_lit(c.name)} end"
         for c in cols
         if c.kind != "string"
     ]
@@ -330,15 +341,24 @@ def _classify_and_insert(con, source: CsvSource, extra: list[str]) -> None:
             op = "<" if c.min_inclusive else "<="
             word = ">=" if c.min_inclusive else ">"
             bad_value.append(
-                f"case when {_typed(c)} {op} {c.min_value} "
+                f"case when {_t(c)} {op} {c.min_value} "
                 f"then {_lit(f'{c.name} must be {word} {c.min_value:g}')} end"
             )
-    key = ", ".join(_q(k) for k in source.key)
-    # Known = in any accounts snapshot up to the row's landing day.
-    unknown = (
-        "not exists (select 1 from raw.accounts a where a.account_id = checked.account_id "
-        "and a.snapshot_date <= checked.landing_date)"
+    key_cols = [_q(k) for k in source.key]
+    key = ", ".join(key_cols)
+    # A later copy of a key in the same file is a duplicate. Keys held more than once are found
+    # by one aggregate and only their rows compared, instead of numbering every row in a window.
+    # A row whose key is incomplete is quarantined as missing_field before this applies.
+    dup_join = " and ".join(f"d.{k} = cleaned.{k}" for k in key_cols)
+    # Known = in any accounts snapshot up to the row's landing day: the account's first
+    # snapshot day is on or before it.
+    known_join = (
+        "left join (select account_id, min(snapshot_date) as first_seen from raw.accounts "
+        "group by account_id) acc on acc.account_id = cleaned.account_id"
+        if source.check_account
+        else ""
     )
+    unknown = "first_seen is null or first_seen > landing_date"
     account_check = f"when {unknown} then 'unknown_account'" if source.check_account else ""
     account_detail = (
         f"when {unknown} then 'account_id ' || account_id || ' is not a known account'"
@@ -349,45 +369,65 @@ def _classify_and_insert(con, source: CsvSource, extra: list[str]) -> None:
     def listing(parts: list[str]) -> str:
         return "concat_ws(', ', " + ", ".join(parts) + ")" if parts else "''"
 
+    names = ", ".join(_q(c.name) for c in cols)
+    # Each typed column is cast once, for the checks and the insert alike.
+    typed_cols = [c for c in cols if c.kind != "string"]
+    typed_once = ", ".join(f"{_typed(c)} as {_t(c)}" for c in typed_cols) or "null as _t_none"
+    typed_names = ", ".join(_t(c) for c in typed_cols) or "_t_none"
     con.execute(
         f"""
         create or replace temp table _csv_class as
         with cleaned as (
-            select landing_date, source_file, source_line, {raw_record} as raw_record,
-                   ({extras}) as has_extra, {clean}
+            select landing_date, source_file, source_line, ({extras}) as has_extra,
+                   {clean}, {kept}
             from _csv
+        ),
+        typed as (select *, {typed_once} from cleaned),
+        dups as (
+            select source_file, {key}, min(source_line) as first_line
+            from cleaned group by all having count(*) > 1
+        ),
+        joined as (
+            select cleaned.*,
+                coalesce(cleaned.source_line > d.first_line, false) as is_duplicate
+                {", acc.first_seen" if source.check_account else ""}
+            from typed cleaned
+            left join dups d on d.source_file = cleaned.source_file and {dup_join}
+            {known_join}
         ),
         checked as (
             select *,
                 {listing(missing)} as missing,
                 {listing(bad_type)} as bad_type,
-                {listing(bad_value)} as bad_value,
-                row_number() over (
-                    partition by source_file, {key} order by source_line nulls last) > 1
-                    as is_duplicate
-            from cleaned
+                {listing(bad_value)} as bad_value
+            from joined
+        ),
+        classified as (
+            select *,
+                case
+                    when has_extra then 'bad_value'
+                    when missing <> '' then 'missing_field'
+                    when bad_type <> '' then 'bad_type'
+                    when bad_value <> '' then 'bad_value'
+                    when is_duplicate then 'bad_value'
+                    {account_check}
+                end as reason,
+                case
+                    when has_extra then 'more fields than the header names'
+                    when missing <> '' then 'missing: ' || missing
+                    when bad_type <> '' then 'wrong type: ' || bad_type
+                    when bad_value <> '' then bad_value
+                    when is_duplicate then 'duplicate key ({", ".join(source.key)}) in this file'
+                    {account_detail}
+                end as detail
+            from checked
         )
-        select *,
-            case
-                when has_extra then 'bad_value'
-                when missing <> '' then 'missing_field'
-                when bad_type <> '' then 'bad_type'
-                when bad_value <> '' then 'bad_value'
-                when is_duplicate then 'bad_value'
-                {account_check}
-            end as reason,
-            case
-                when has_extra then 'more fields than the header names'
-                when missing <> '' then 'missing: ' || missing
-                when bad_type <> '' then 'wrong type: ' || bad_type
-                when bad_value <> '' then bad_value
-                when is_duplicate then 'duplicate key ({", ".join(source.key)}) in this file'
-                {account_detail}
-            end as detail
-        from checked
+        select landing_date, source_file, source_line, {names}, {typed_names}, reason, detail,
+               case when reason is not null then {raw_record} end as raw_record
+        from classified
         """
     )
-    typed = ", ".join(_typed(c) for c in cols)
+    typed = ", ".join(_t(c) if c.kind != "string" else _q(c.name) for c in cols)
     snapshot = "landing_date, " if source.is_snapshot else ""
     con.execute(
         f"""

@@ -222,6 +222,10 @@ def test_bad_snapshot_and_outcome_rows_are_quarantined(landing, con):
         (5, "bad_value"), (6, "bad_type"), (7, "missing_field"), (8, "bad_value"), (9, "bad_value"),
     ]  # fmt: skip
     assert quarantine(con, "outcomes") == [(3, "unknown_account"), (4, "bad_value")]
+    # A quarantined row keeps its fields as read, and only quarantined rows carry a record.
+    assert con.execute(
+        "select source_line, raw_record from raw.quarantine where source = 'outcomes' order by 1"
+    ).fetchall() == [(3, f"a_x,churned,{D1},0"), (4, f"a2,left,{D1},0")]
     row = con.execute(
         "select seats, arr, tracking_consent, snapshot_date from raw.accounts "
         "where account_id = 'a1'"

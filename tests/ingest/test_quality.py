@@ -74,6 +74,54 @@ def test_a_long_backfill_is_sampled_per_day_but_every_duplicate_is_seen(landing,
     assert dup.checked_rows <= 6
 
 
+def test_a_daily_check_sees_a_copy_stored_under_another_day_and_only_its_own(
+    landing, con, monkeypatch
+):
+    """The checked day holds a small part of the table (the daily run's way of counting)."""
+    from ingest import load_landing_days
+
+    days = [d(f"2025-03-{n:02d}") for n in range(4, 10)]
+    for i, day in enumerate(days):
+        extra = {"accounts": [account("a1")], "users": [user("u1", "a1")]} if i == 0 else {}
+        events = [event(f"m{i}_{j}", ts=f"{day.isoformat()}T09:00:00Z") for j in range(3)]
+        write_day(landing, day.isoformat(), events=events, **extra)
+    load_landing_days(con, landing)
+    assert results(check_events(con, days[-1:]))["message_id_unique"].passed
+    # A copy of the last day's id stored under the first day, and a duplicate of two older days.
+    con.execute(
+        """
+        insert into raw.events (message_id, account_id, event_name, event_at, event_date,
+                                landing_date, source_file, source_line, loaded_at)
+        select message_id, account_id, event_name, event_at, event_date, '2025-03-04', 'x',
+               99 + row_number() over (), now()
+        from raw.events where message_id in ('m5_1', 'm1_2')
+        """
+    )
+    dup = results(check_events(con, days[-1:]))["message_id_unique"]
+    assert not dup.passed and dup.examples == ["m5_1", "m5_1"]
+    assert results(check_events(con, days[2:3]))["message_id_unique"].passed
+
+
+def test_the_backfill_sample_is_each_days_rows_of_smallest_key_hash(landing, con, monkeypatch):
+    from ingest import load_landing_days, quality
+
+    monkeypatch.setattr(quality, "SAMPLE_ROWS", 4)
+    days = [DAY, d("2025-03-05")]
+    for i, day in enumerate(days):
+        extra = {"accounts": [account("a1")], "users": [user("u1", "a1")]} if i == 0 else {}
+        events = [event(f"e{i}_{j}", ts=f"{day.isoformat()}T09:00:00Z") for j in range(60)]
+        write_day(landing, day.isoformat(), events=events, **extra)
+    load_landing_days(con, landing)
+    sample = quality._sample(con, "message_id", "events", "message_id", days, 2)
+    expected = con.execute(
+        """
+        select message_id from raw.events
+        qualify row_number() over (partition by landing_date order by hash(message_id)) <= 2
+        """
+    ).fetchall()
+    assert sorted(sample["message_id"]) == sorted(m for (m,) in expected)
+
+
 def test_quality_suites_run_from_a_python_c_process():
     """`python -c` (like Dagster's run workers) has a __main__ without __file__: with the Spark
     extra installed, GX's pyspark import used to end such a process silently with status 0."""

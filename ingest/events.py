@@ -40,6 +40,13 @@ _PROPS = (
 )
 
 
+# The properties that raw.events holds as columns, as a merge patch that removes them.
+_COLUMN_PROPS = (
+    '{"duration_seconds": null, "session_id": null, "document_id": null, '
+    '"feature": null, "campaign_id": null}'
+)
+
+
 def event_files(folder: Path) -> list[Path]:
     """The folder's event files; only those its manifest lists, when it lists any."""
     files = {p for pattern in EVENT_FILE_PATTERNS for p in Path(folder).glob(pattern)}
@@ -105,7 +112,15 @@ def _parse_json_lines(con) -> None:
                 coalesce(left(f.timestamp, 1) = '"', true) as ok_ts,
                 try_cast(f.timestamp ->> '$' as timestamptz) at time zone 'UTC' as event_at,
                 coalesce(left(f.properties, 1) = '{{', true) as ok_properties,
-                f.properties::varchar as properties,
+                -- The fields with a column of their own are not stored twice: properties keeps
+                -- the rest of the object (NULL when nothing is left). A merge patch with null
+                -- removes keys (RFC 7386).
+                case
+                    when left(f.properties, 1) = '{{'
+                        then nullif(json_merge_patch(f.properties, '{_COLUMN_PROPS}')::varchar,
+                                    '{{}}')
+                    else f.properties::varchar
+                end as properties,
                 f.type ->> '$' as event_type,
                 coalesce(regexp_full_match(p.duration_seconds, '-?[0-9].*'), true) as ok_duration,
                 try_cast(p.duration_seconds ->> '$' as double) as duration_seconds,

@@ -70,6 +70,22 @@ def test_each_bad_line_is_quarantined_with_reason_and_line(landing, con):
     assert src == ("2025-03-04/events-000.jsonl.gz", "groupId a_ghost is not a known account")
 
 
+def test_properties_keep_only_the_fields_without_a_column_of_their_own(landing, con):
+    first_day(landing, [
+        event("m1", feature="search", name="Feature Used"),
+        event("m2", plan_tier="gold", nested={"a": [1, 2]}),
+        event("m3", feature=None),
+    ])  # fmt: skip
+    load_landing_day(con, landing, d(D1))
+    rows = con.execute(
+        "select message_id, feature, document_id, properties from raw.events order by 1"
+    ).fetchall()
+    assert rows[0] == ("m1", "search", "d1", None)
+    assert rows[1][:3] == ("m2", None, "d1")
+    assert json.loads(rows[1][3]) == {"plan_tier": "gold", "nested": {"a": [1, 2]}}
+    assert rows[2] == ("m3", None, "d1", None)
+
+
 def test_opted_out_users_and_non_consenting_accounts_are_dropped_and_counted(landing, con):
     first_day(landing, [event("m1"), event("m2", user_id="u_out"),
                         event("m3", user_id="u_nc", account_id="a_noconsent")])  # fmt: skip
